@@ -1,0 +1,98 @@
+"""Delegation: find a plugin by type in CNI_PATH and exec it the way a runtime would.
+
+The delegate gets the caller's environment with only CNI_COMMAND changed and the identical stdin
+bytes; its stderr is relayed; its error object (code, msg, details) is passed through unchanged.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any, Sequence
+
+from .errors import CNIError, ErrorCode
+from .request import Request
+from .types import Result
+
+DEFAULT_TIMEOUT = 60.0
+
+
+def find_in_path(plugin_type: str, paths: Sequence[str]) -> str:
+    if not plugin_type:
+        raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "no plugin name provided",
+                       "the plugin type (e.g. ipam.type) is empty")
+    if "/" in plugin_type or plugin_type in (".", "..") or ".." in plugin_type:
+        raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, f"invalid plugin name: {plugin_type}",
+                       "a plugin type must be a bare file name")
+    if not paths:
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "required env variables [CNI_PATH] missing",
+                       f"CNI_PATH is needed to find plugin {plugin_type!r}")
+    for directory in paths:
+        candidate = os.path.join(directory, plugin_type)
+        if os.path.isfile(candidate):
+            return candidate
+    raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG,
+                   f'failed to find plugin "{plugin_type}" in path {list(paths)}')
+
+
+def _parse_error(stdout: bytes, stderr: bytes, status: int, plugin_type: str) -> CNIError:
+    text = stdout.strip()
+    if text:
+        try:
+            obj: Any = json.loads(text)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict) and isinstance(obj.get("code"), int) and isinstance(obj.get("msg"), str):
+            details = obj.get("details")
+            return CNIError(obj["code"], obj["msg"], details if isinstance(details, str) else "")
+        return CNIError(ErrorCode.INTERNAL,
+                        f"netplugin {plugin_type} failed but error parsing its diagnostic message",
+                        text.decode(errors="replace")[:4096])
+    if stderr.strip():
+        return CNIError(ErrorCode.INTERNAL, f'netplugin {plugin_type} failed: "{stderr.decode(errors="replace").strip()}"',
+                        f"exit status {status}")
+    return CNIError(ErrorCode.INTERNAL, f"netplugin {plugin_type} failed with no error message",
+                    f"exit status {status}")
+
+
+def exec_plugin(plugin_type: str, command: str, req: Request,
+                timeout: float = DEFAULT_TIMEOUT) -> bytes:
+    """Run the delegate; return its stdout on success, raise its error otherwise."""
+    binary = find_in_path(plugin_type, req.path)
+    env = dict(req.env)
+    env["CNI_COMMAND"] = command
+    try:
+        proc = subprocess.run([binary], input=req.stdin, env=env, capture_output=True,
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise CNIError(ErrorCode.TRY_AGAIN_LATER, f"delegate {plugin_type} {command} timed out",
+                       f"no answer within {timeout:g} s") from None
+    except OSError as e:
+        raise CNIError(ErrorCode.IO_FAILURE, f"failed to execute delegate {binary}", str(e)) from None
+    if proc.stderr:
+        sys.stderr.buffer.write(proc.stderr)
+        sys.stderr.flush()
+    if proc.returncode != 0:
+        raise _parse_error(proc.stdout, proc.stderr, proc.returncode, plugin_type)
+    return proc.stdout
+
+
+def delegate_add(plugin_type: str, req: Request, timeout: float = DEFAULT_TIMEOUT) -> Result:
+    out = exec_plugin(plugin_type, "ADD", req, timeout)
+    try:
+        obj = json.loads(out)
+    except ValueError as e:
+        raise CNIError(ErrorCode.DECODING_FAILURE, f"failed to decode the result of delegate {plugin_type}",
+                       str(e)) from None
+    if obj is None:
+        obj = {}
+    if isinstance(obj, dict) and not obj.get("cniVersion"):
+        # A result without cniVersion is taken to be in the config's version (cni#895).
+        obj = {**obj, "cniVersion": req.cni_version}
+    return Result.from_json(obj)
+
+
+def delegate(plugin_type: str, command: str, req: Request, timeout: float = DEFAULT_TIMEOUT) -> None:
+    """DEL, CHECK, GC and STATUS: success is silence."""
+    exec_plugin(plugin_type, command, req, timeout)
