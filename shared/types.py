@@ -316,3 +316,20 @@ class Result:
                            f'a result without IP addresses cannot be expressed in version "{version}"')
         out["dns"] = self.dns.to_json()
         return out
+
+
+def prev_result(config: dict[str, Any]) -> Result | None:
+    """The `prevResult` of a request, read in its own version (lenient: the reference insists on
+    the config's family; we accept any and convert). None when absent or empty."""
+    raw = config.get("prevResult")
+    if raw is None or raw == {}:
+        return None
+    if not isinstance(raw, dict):
+        raise CNIError(ErrorCode.DECODING_FAILURE, "could not parse prevResult", "prevResult must be an object")
+    if not raw.get("cniVersion"):
+        version = config.get("cniVersion")
+        raw = {**raw, "cniVersion": version if isinstance(version, str) else ""}
+    try:
+        return Result.from_json(raw)
+    except CNIError as e:
+        raise CNIError(ErrorCode.DECODING_FAILURE, "could not parse prevResult", str(e)) from None
