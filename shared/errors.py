@@ -33,6 +33,9 @@ class CNIError(Exception):
         self.msg = msg
         self.details = details
 
+    def __reduce__(self) -> tuple[type, tuple[int, str, str]]:
+        return (type(self), (self.code, self.msg, self.details))
+
     def to_dict(self, cni_version: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if cni_version:
