@@ -16,6 +16,7 @@ FORWARDED = {
     "gc": ("conformance.runtime_cli", "GC a network, keeping the valid attachments"),
     "status": ("conformance.runtime_cli", "ask a network's plugins whether they can serve ADD"),
     "conformance": ("conformance.harness_cli", "certify a directory of CNI plugins"),
+    "serve": ("shared.server", "keep the plugins loaded and serve the installed executables (warm path)"),
     "demo": ("bridge_plugin.demo", "wire two containers onto a bridge network and show them talking"),
 }
 
