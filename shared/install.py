@@ -2,7 +2,8 @@
 
 Each executable is a tiny launcher started by the absolute path of the installing interpreter
 with `-I -S` (no environment, no site scanning), with the few directories it needs put on
-sys.path explicitly: start-up cost is paid for nothing else.
+sys.path explicitly: start-up cost is paid for nothing else. It first offers the invocation to a
+running `pycni serve` (shared/handoff.py) and runs the plugin itself only if nobody takes it.
 """
 from __future__ import annotations
 
@@ -18,8 +19,12 @@ LAUNCHER = """#!{python} -IS
 # pycni {name}: written by `pycni install`. Do not put this file on PATH.
 import sys
 sys.path[:0] = {paths!r}
-from {module} import main
-sys.exit(main())
+from shared.handoff import handoff
+status = handoff({name!r})  # a running `pycni serve` does the work (warm path), else None
+if status is None:
+    from {module} import main
+    status = main()
+sys.exit(status)
 """
 
 

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from .errors import CNIError, ErrorCode
 from .request import Request
 from .types import Result
 
 DEFAULT_TIMEOUT = 60.0
+
+# Set only inside the warm server (shared.server): given the resolved delegate binary, its env and
+# stdin, return a skel.Outcome when that binary is one of our own installed launchers (run it
+# in-process), or None to exec it as usual.
+in_process: Optional[Callable[[str, Mapping[str, str], bytes], Any]] = None
 
 
 def find_in_path(plugin_type: str, paths: Sequence[str]) -> str:
@@ -62,6 +66,13 @@ def exec_plugin(plugin_type: str, command: str, req: Request,
     binary = find_in_path(plugin_type, req.path)
     env = dict(req.env)
     env["CNI_COMMAND"] = command
+    if in_process is not None:
+        outcome = in_process(binary, env, req.stdin)
+        if outcome is not None:
+            return _delegate_outcome(plugin_type, outcome.stdout, outcome.stderr.encode(),
+                                     outcome.exit_code)
+    import subprocess  # costs a few ms of start-up; only delegating verbs pay it
+
     try:
         proc = subprocess.run([binary], input=req.stdin, env=env, capture_output=True,
                               timeout=timeout, check=False)
@@ -70,12 +81,16 @@ def exec_plugin(plugin_type: str, command: str, req: Request,
                        f"no answer within {timeout:g} s") from None
     except OSError as e:
         raise CNIError(ErrorCode.IO_FAILURE, f"failed to execute delegate {binary}", str(e)) from None
-    if proc.stderr:
-        sys.stderr.buffer.write(proc.stderr)
+    return _delegate_outcome(plugin_type, proc.stdout, proc.stderr, proc.returncode)
+
+
+def _delegate_outcome(plugin_type: str, stdout: bytes, stderr: bytes, status: int) -> bytes:
+    if stderr:
+        sys.stderr.buffer.write(stderr)
         sys.stderr.flush()
-    if proc.returncode != 0:
-        raise _parse_error(proc.stdout, proc.stderr, proc.returncode, plugin_type)
-    return proc.stdout
+    if status != 0:
+        raise _parse_error(stdout, stderr, status, plugin_type)
+    return stdout
 
 
 def delegate_add(plugin_type: str, req: Request, timeout: float = DEFAULT_TIMEOUT) -> Result:

@@ -1,0 +1,395 @@
+"""`pycni serve`: keep the plugins and their libraries loaded; run each handed-over invocation.
+
+The installed `bridge` and `host-local` executables connect to a root-only unix socket
+(shared/handoff.py has the client and the handshake). For every connection the server forks a child
+that joins the caller's network namespace and working directory, takes over the caller's stdin,
+stdout and stderr, and calls the plugin's own `main()` with the caller's environment: the bytes
+and the exit status are the ones the cold path would have produced, and a crash or a leak in one
+request dies with its child. The parent only accepts, checks SO_PEERCRED and forks.
+
+Socket activation: with LISTEN_PID/LISTEN_FDS set by systemd the first passed fd is used.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import gc
+import importlib
+import os
+import signal
+import socket
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+from .handoff import DEFAULT_SOCKET, MAGIC, decode_request
+
+CLONE_NEWNET = 0x40000000
+REQUEST_TIMEOUT = 5.0  # a client that does not send its request or its b"G" within this is dropped
+MAX_REQUEST = 4 << 20
+PACKAGES = ("shared", "ipam_hostlocal", "bridge_plugin")
+
+
+def _log(msg: str) -> None:
+    sys.stderr.write(f"pycni serve: {msg}\n")
+    sys.stderr.flush()
+
+
+# --- start-up: load everything once ---------------------------------------------------------
+
+def _imports_of(path: Path) -> set[str]:
+    """Every absolute module name a source file imports, including imports inside functions."""
+    try:
+        tree = ast.parse(path.read_text(), str(path))
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def preload(packages: tuple[str, ...] = PACKAGES) -> list[str]:
+    """Import the plugin packages and everything their code imports lazily, so no child pays for it."""
+    loaded: list[str] = []
+    wanted: set[str] = set()
+    for package in packages:
+        try:
+            module = importlib.import_module(package)
+        except ImportError:
+            continue
+        root = Path(module.__file__ or "").parent
+        for source in sorted(root.rglob("*.py")):
+            if "tests" in source.parts:
+                continue
+            rel = source.relative_to(root.parent).with_suffix("")
+            parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+            wanted.add(".".join(parts))
+            wanted |= _imports_of(source)
+    for name in sorted(wanted):
+        if name.split(".")[0] in ("pytest", "hypothesis") or name.endswith(("__main__", ".demo")):
+            continue
+        try:
+            importlib.import_module(name)
+            loaded.append(name)
+        except Exception:  # "from x import function" names are not modules; optional deps may be absent
+            continue
+    _warm_caches()
+    return loaded
+
+
+def _warm_caches() -> None:
+    """Build the JSON Schema validators now rather than in every child."""
+    try:
+        from . import schema
+
+        directory = Path(schema.__file__).parent / "schemas"
+        for stem in sorted(p.stem for p in directory.glob("*.json")):
+            schema._validator(stem)
+    except Exception as e:  # a broken schema shows up in the request that uses it, as in the cold path
+        _log(f"schema warm-up skipped: {e}")
+
+
+# --- which plugin runs what -----------------------------------------------------------------
+
+def _plugin_module(name: str) -> Any:
+    from .install import EXECUTABLES
+
+    return importlib.import_module(EXECUTABLES[name])
+
+
+def _plugin_object(module: Any) -> Any:
+    from .skel import Plugin
+
+    for value in vars(module).values():
+        if isinstance(value, Plugin):
+            return value
+    return None
+
+
+class InProcessDelegates:
+    """Serve delegation to our own installed host-local in-process (shared.invoke's hook).
+
+    Only a binary whose bytes are exactly the launcher `pycni install` would write for this
+    interpreter counts as ours; anything else (another IPAM, another pycni) is exec'd as usual.
+    """
+
+    def __init__(self) -> None:
+        from .install import EXECUTABLES, render_launcher
+
+        self._python = os.path.realpath(sys.executable)
+        self._bodies = {}
+        for name in EXECUTABLES:
+            text = render_launcher(name, sys.executable).encode()
+            self._bodies[text.partition(b"\n")[2]] = name
+        self._limit = max(len(text) for text in self._bodies) + 4096
+        self._plugins: dict[str, Any] = {}
+
+    def plugin_for(self, binary: str) -> Any:
+        """Ours if the launcher matches ours byte for byte, save for how the interpreter is spelt."""
+        try:
+            with open(binary, "rb") as f:
+                head = f.read(self._limit)
+        except OSError:
+            return None
+        first, _, body = head.partition(b"\n")
+        name = self._bodies.get(body)
+        if name is None or not first.startswith(b"#!") or not first.endswith(b" -IS"):
+            return None
+        if os.path.realpath(os.fsdecode(first[2:-4])) != self._python:
+            return None
+        if name not in self._plugins:
+            self._plugins[name] = _plugin_object(_plugin_module(name))
+        return self._plugins[name]
+
+    def __call__(self, binary: str, env: Mapping[str, str], stdin: bytes) -> Any:
+        plugin = self.plugin_for(binary)
+        if plugin is None:
+            return None
+        from .skel import run
+
+        return run(plugin, env, lambda: stdin)
+
+
+# --- one request, in a forked child -----------------------------------------------------------
+
+def _setns(fd: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), "setns")
+
+
+def _read_request(conn: socket.socket) -> tuple[bytes, list[int]]:
+    header = len(MAGIC) + 4
+    data, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(16 * 4))
+    fds: list[int] = []
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds += [int.from_bytes(payload[i:i + 4], sys.byteorder, signed=True)
+                    for i in range(0, usable, 4)]
+    while len(data) < header:
+        chunk = conn.recv(header - len(data))
+        if not chunk:
+            raise ConnectionError("short request")
+        data += chunk
+    if data[:len(MAGIC)] != MAGIC:
+        raise ConnectionError("bad magic")
+    size = int.from_bytes(data[len(MAGIC):header], "big")
+    if size > MAX_REQUEST:
+        raise ConnectionError("request too large")
+    body = data[header:]
+    while len(body) < size:
+        chunk = conn.recv(min(65536, size - len(body)))
+        if not chunk:
+            raise ConnectionError("short request")
+        body += chunk
+    return body[:size], fds
+
+
+def _own_mnt_id() -> bytes:
+    st = os.stat("/proc/self/ns/mnt")
+    return f"{st.st_dev}:{st.st_ino}".encode()
+
+
+def _take_over_stdio(stdin: int, stdout: int, stderr: int) -> None:
+    for src, dst in ((stdin, 0), (stdout, 1), (stderr, 2)):
+        os.dup2(src, dst)
+    sys.stdin = open(0, "r", closefd=False)
+    sys.stdout = open(1, "w", closefd=False)
+    sys.stderr = open(2, "w", closefd=False)
+
+
+def _run_main(name: str) -> int:
+    """What the launcher's `sys.exit(main())` would have exited with."""
+    try:
+        code = _plugin_module(name).main()
+    except SystemExit as e:
+        code = e.code
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    if code is None:
+        code = 0
+    elif not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    return code & 0xFF
+
+
+def serve_connection(conn: socket.socket, names: frozenset[str]) -> None:
+    """Child side. Nothing happens before the client's b"G"; after it, exactly one run."""
+    conn.settimeout(REQUEST_TIMEOUT)
+    payload, fds = _read_request(conn)
+    try:
+        name, umask, mnt_id, env = decode_request(payload)
+        if name not in names or len(fds) != 5 or mnt_id != _own_mnt_id():
+            conn.sendall(b"N")  # different mount namespace: paths would mean something else
+            return
+        stdin, stdout, stderr, netns, cwd = fds
+        _setns(netns)
+        os.fchdir(cwd)
+        conn.sendall(b"?")
+        if conn.recv(1) != b"G":
+            return  # the client gave up and runs the cold path itself
+    except (OSError, ValueError, ConnectionError):
+        return
+    conn.settimeout(None)
+    os.umask(umask)
+    os.environ.clear()
+    os.environ.update(env)
+    _take_over_stdio(stdin, stdout, stderr)
+    for fd in fds:
+        os.close(fd)
+    code = _run_main(name)
+    conn.sendall(b"=" + bytes([code]))
+
+
+def _child(conn: socket.socket, listener: socket.socket, names: frozenset[str],
+           hook: Optional[Callable[..., Any]]) -> None:
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    gc.disable()  # short-lived: let exit free everything
+    listener.close()
+    from . import invoke
+
+    invoke.in_process = hook
+    try:
+        serve_connection(conn, names)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        os._exit(0)
+
+
+# --- the accept loop --------------------------------------------------------------------------
+
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    return int.from_bytes(creds[4:8], sys.byteorder)
+
+
+def _reap(*_: Any) -> None:
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def activated_socket() -> Optional[socket.socket]:
+    """The listening socket systemd passed us (sd_listen_fds), if any."""
+    if os.environ.get("LISTEN_PID") != str(os.getpid()):
+        return None
+    count = int(os.environ.get("LISTEN_FDS", "0") or 0)
+    for key in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(key, None)
+    if count < 1:
+        return None
+    os.set_inheritable(3, False)
+    return socket.socket(fileno=3)
+
+
+def bind_socket(path: str) -> socket.socket:
+    """A root-only listening socket: directory 0700 when we create it, socket 0600."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(128)
+    return sock
+
+
+def serve(listener: socket.socket, ready: Optional[Callable[[], None]] = None) -> None:
+    """Accept forever (until SIGTERM/SIGINT)."""
+    from .install import EXECUTABLES
+
+    names = frozenset(EXECUTABLES)
+    hook = InProcessDelegates()
+    signal.signal(signal.SIGCHLD, _reap)
+    gc.collect()
+    gc.freeze()  # keep the preloaded objects' pages shared with the children
+    if ready:
+        ready()
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError as e:
+            _log(f"accept failed: {e}")
+            continue
+        try:
+            if _peer_uid(conn) != 0:
+                continue
+            pid = os.fork()
+            if pid == 0:
+                _child(conn, listener, names, hook)
+        except OSError as e:
+            _log(f"could not serve a request: {e}")  # the client falls back to the cold path
+        finally:
+            conn.close()
+
+
+def _stop(*_: Any) -> None:
+    raise SystemExit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "serve":
+        args = args[1:]
+    parser = argparse.ArgumentParser(prog="pycni serve", description=__doc__.splitlines()[0])
+    parser.add_argument("--socket", default=None,
+                        help=f"listening socket path (default: $PYCNI_SOCKET or {DEFAULT_SOCKET}; "
+                             "ignored under socket activation)")
+    parser.add_argument("--no-preload", action="store_true", help="do not import the plugins up front")
+    ns = parser.parse_args(args)
+    if os.geteuid() != 0:
+        _log("must run as root (it configures network namespaces for root callers)")
+        return 1
+    listener = activated_socket()
+    if not ns.no_preload:
+        preload()  # before binding: until we can serve quickly, callers take the cold path at once
+    path = None
+    if listener is None:
+        path = ns.socket or os.environ.get("PYCNI_SOCKET") or DEFAULT_SOCKET
+        listener = bind_socket(path)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        serve(listener, ready=lambda: _log(f"ready on {path or 'the activated socket'}"))
+    finally:
+        listener.close()
+        if path:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
