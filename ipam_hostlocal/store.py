@@ -1,0 +1,395 @@
+"""The disk store: the only module that touches `<dataDir>/<network>/`.
+
+Files are the reference's, byte for byte, so both implementations can share one directory:
+
+* `<ip>`: one reservation, `<containerID>\\r\\n<ifname>` (CRLF, no trailing newline, mode 0600);
+  pre-2018 files hold only `<containerID>` and are still honoured;
+* `last_reserved_ip.<N>`: the round-robin cursor of range set N (the address, no newline);
+* `lock`: flock(LOCK_EX) on this inode is the mutual exclusion both implementations respect.
+
+pycni adds only dot-names the reference never mistakes for reservations (it reads every file,
+but none of these holds `<id>\\r\\n<ifname>` or a bare ID, and none is named like an address):
+`.pycni-boot` (the boot the directory was last checked in), `.pycni-leases/<id>@<ifname>` (an
+index so DEL need not read every file) and `.pycni-tmp.*` (a write in flight; only ever present
+while the lock is held, so one found under the lock is a crash leftover).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Optional
+
+from shared.errors import CNIError, ErrorCode
+
+from .allocator import IPAddress
+from .boot import BootInfo, current_boot
+from .config import parse_ip
+
+LOCK_NAME = "lock"
+LAST_RESERVED_PREFIX = "last_reserved_ip."
+BOOT_MARKER = ".pycni-boot"
+INDEX_DIR = ".pycni-leases"
+TMP_PREFIX = ".pycni-tmp."
+LINE_BREAK = "\r\n"
+LOCK_TIMEOUT = 60.0  # seconds; then code 11 (try again later)
+
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+_INDEX_MAGIC = "pycni-lease v1"
+_BOOT_MAGIC = "pycni-boot v1"
+
+
+def io_error(what: str, e: OSError) -> CNIError:
+    return CNIError(ErrorCode.IO_FAILURE, f"{what}: {e.strerror or e}", getattr(e, "filename", None) or "")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One reservation file. `ifname` is None for a legacy file that holds only the container ID."""
+
+    ip: IPAddress
+    container_id: str
+    ifname: Optional[str]
+    mtime: float
+
+    def exact(self, container_id: str, ifname: str) -> bool:
+        return self.container_id == container_id and self.ifname == ifname
+
+    def legacy_of(self, container_id: str) -> bool:
+        return self.ifname is None and self.container_id == container_id
+
+
+@dataclass
+class Scan:
+    """The directory as read under the lock."""
+
+    leases: dict[IPAddress, Lease] = field(default_factory=dict)
+    garbage: list[str] = field(default_factory=list)    # address files with no valid owner (crashed writer)
+    leftovers: list[str] = field(default_factory=list)  # our temp files from a crashed write
+
+    def owned_by(self, container_id: str, ifname: str) -> list[Lease]:
+        """The reference's lookup: full matches, or failing those, legacy ID-only files."""
+        exact = [l for l in self.leases.values() if l.exact(container_id, ifname)]
+        return exact or [l for l in self.leases.values() if l.legacy_of(container_id)]
+
+
+def parse_owner(data: bytes) -> Optional[tuple[str, Optional[str]]]:
+    """(containerID, ifname or None) from a reservation's content; None for empty or garbage content."""
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return None
+    cid, sep, ifname = text.partition(LINE_BREAK)
+    if not _ID_RE.fullmatch(cid):
+        return None
+    if not sep:
+        return cid, None
+    if ifname == "" or any(c.isspace() or c in "/:" for c in ifname):
+        return None
+    return cid, ifname
+
+
+def index_name(container_id: str, ifname: str) -> str:
+    """`<id>@<ifname>`: '@' is in neither charset, so this never parses as an address."""
+    name = f"{container_id}@{ifname}"
+    if len(name.encode()) <= 200:
+        return name
+    import hashlib
+
+    return "h-" + hashlib.sha256(name.encode()).hexdigest()
+
+
+class _LockTimeout(Exception):
+    pass
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise _LockTimeout()
+
+
+def flock_exclusive(fd: int, timeout: float) -> None:
+    """Blocking flock(LOCK_EX), bounded by a timer where signals can be used (the main thread)."""
+    import fcntl
+
+    try:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+    except ValueError:  # not the main thread: block without a timer
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class Store:
+    """Reservations of one network. Every method but `exists` expects the lock to be held."""
+
+    def __init__(self, data_dir: str, network: str,
+                 boot: Callable[[], Optional[BootInfo]] = current_boot,
+                 lock_timeout: float = LOCK_TIMEOUT) -> None:
+        self.dir = os.path.join(data_dir, network)
+        self._boot = boot
+        self._lock_timeout = lock_timeout
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.dir, name)
+
+    def exists(self) -> bool:
+        return os.path.isdir(self.dir)
+
+    # -- locking ---------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self, create: bool) -> Iterator[None]:
+        """flock(LOCK_EX) on `<dir>/lock`, the very inode the reference locks.
+
+        fcntl.flock is used directly rather than filelock: filelock 4.x opens the file read-write,
+        may fall back to a soft lock that writes a PID marker into the file, and may exchange or
+        unlink the lock path to break a lock. Any of those would lock a different inode than the
+        reference (or alter its file) and silently break mutual exclusion. Here the file is only
+        ever created if missing (mode 0750, as the reference does) and never renamed or removed.
+        """
+        if create:
+            try:
+                os.makedirs(self.dir, 0o755, exist_ok=True)
+            except OSError as e:
+                raise io_error(f"cannot create the network directory {self.dir}", e) from None
+        try:
+            fd = os.open(self.path(LOCK_NAME), os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o750)
+        except OSError as e:
+            raise io_error(f"cannot open the lock file {self.path(LOCK_NAME)}", e) from None
+        try:
+            try:
+                flock_exclusive(fd, self._lock_timeout)
+            except _LockTimeout:
+                raise CNIError(ErrorCode.TRY_AGAIN_LATER, f"timed out after {self._lock_timeout:g}s waiting "
+                                                          f"for the lock {self.path(LOCK_NAME)}") from None
+            except OSError as e:
+                raise io_error(f"cannot lock {self.path(LOCK_NAME)}", e) from None
+            yield
+        finally:
+            os.close(fd)  # closing drops the flock
+
+    # -- reading ---------------------------------------------------------------------------------
+    def scan(self) -> Scan:
+        """Read every reservation (the reference's Walk does the same on each lookup)."""
+        out = Scan()
+        try:
+            entries = list(os.scandir(self.dir))
+        except OSError as e:
+            raise io_error(f"cannot list {self.dir}", e) from None
+        for entry in entries:
+            name = entry.name
+            if name.startswith(TMP_PREFIX):
+                out.leftovers.append(name)
+                continue
+            ip = parse_ip(name)
+            if ip is None or str(ip) != name:
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                with open(entry.path, "rb") as f:
+                    data = f.read(4096)
+                    mtime = os.fstat(f.fileno()).st_mtime
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise io_error(f"cannot read reservation {entry.path}", e) from None
+            owner = parse_owner(data)
+            if owner is None:
+                out.garbage.append(name)
+            else:
+                out.leases[ip] = Lease(ip, owner[0], owner[1], mtime)
+        return out
+
+    def read_owner(self, ip: IPAddress) -> Optional[tuple[str, Optional[str]]]:
+        try:
+            with open(self.path(str(ip)), "rb") as f:
+                return parse_owner(f.read(4096))
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise io_error(f"cannot read reservation {self.path(str(ip))}", e) from None
+
+    def last_reserved(self, index: int) -> Optional[IPAddress]:
+        """The cursor, parsed untrimmed like the reference (a stray newline restarts the round robin)."""
+        try:
+            with open(self.path(f"{LAST_RESERVED_PREFIX}{index}"), "rb") as f:
+                text = f.read(256).decode("ascii", "replace")
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return None  # the reference logs and ignores this
+        return parse_ip(text)
+
+    # -- reboot ----------------------------------------------------------------------------------
+    def stale_since_boot(self, scan: Scan) -> tuple[list[Lease], Optional[BootInfo]]:
+        """Reservations made before the current boot, unless the directory was checked in this boot.
+
+        The mtime comparison runs once per boot (the marker records the boot_id), so a clock
+        stepped later cannot make a reservation from this boot look old."""
+        boot = self._boot()
+        if boot is None:
+            return [], None
+        try:
+            with open(self.path(BOOT_MARKER), "rb") as f:
+                marker = f.read(256).decode("ascii", "replace").split("\n")
+        except OSError:
+            marker = []
+        if len(marker) >= 2 and marker[0] == _BOOT_MAGIC and marker[1] == boot.boot_id:
+            return [], None
+        return [l for l in scan.leases.values() if l.mtime < boot.boot_time], boot
+
+    # -- index -----------------------------------------------------------------------------------
+    def index_lookup(self, container_id: str, ifname: str) -> list[IPAddress]:
+        try:
+            with open(os.path.join(self.dir, INDEX_DIR, index_name(container_id, ifname)), "rb") as f:
+                lines = f.read(65536).decode("utf-8", "replace").split("\n")
+        except OSError:
+            return []
+        if len(lines) < 3 or lines[0] != _INDEX_MAGIC or lines[1] != container_id or lines[2] != ifname:
+            return []
+        return [ip for line in lines[3:] if line and (ip := parse_ip(line)) is not None]
+
+    # -- writing ---------------------------------------------------------------------------------
+    def _write_tmp(self, data: bytes, mode: int) -> str:
+        name = f"{TMP_PREFIX}{os.getpid()}.{os.urandom(6).hex()}"
+        path = self.path(name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            os.unlink(path)
+            raise
+        os.close(fd)
+        return path
+
+    def _create_exclusive(self, name: str, data: bytes) -> None:
+        """Complete content or no file: write a temp file, fsync, then link() it into place (link
+        fails if the name exists, the same O_EXCL guarantee the reference's create has)."""
+        tmp = self._write_tmp(data, 0o600)
+        try:
+            os.link(tmp, self.path(name))
+        finally:
+            os.unlink(tmp)
+
+    def _replace(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        tmp = self._write_tmp(data, mode)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def _fsync_dir(self, path: Optional[str] = None) -> None:
+        fd = os.open(path or self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _unlink(self, name: str) -> bool:
+        try:
+            os.unlink(self.path(name))
+            return True
+        except FileNotFoundError:
+            return False
+
+    def _write_index(self, container_id: str, ifname: str, ips: Iterable[IPAddress]) -> None:
+        index_dir = self.path(INDEX_DIR)
+        os.makedirs(index_dir, 0o700, exist_ok=True)
+        body = "\n".join([_INDEX_MAGIC, container_id, ifname, *(str(ip) for ip in ips)]) + "\n"
+        self._replace(os.path.join(index_dir, index_name(container_id, ifname)), body.encode())
+
+    def _drop_index(self, container_id: str, ifname: str) -> None:
+        try:
+            os.unlink(os.path.join(self.dir, INDEX_DIR, index_name(container_id, ifname)))
+        except FileNotFoundError:
+            pass
+
+    def reserve(self, container_id: str, ifname: str, new: list[tuple[IPAddress, int]],
+                held: list[IPAddress], remove: Iterable[str] = (), boot: Optional[BootInfo] = None) -> None:
+        """Apply one ADD: drop `remove` (reclaimed files), create the `new` reservations with their
+        cursors, index them, record the boot; then fsync the directory once. On failure every file
+        this call created is removed again, so the reservation is all or nothing."""
+        created: list[str] = []
+        try:
+            for name in remove:
+                self._unlink(name)
+            for ip, index in new:
+                try:
+                    self._create_exclusive(str(ip), f"{container_id.strip()}{LINE_BREAK}{ifname}".encode())
+                except FileExistsError:
+                    raise CNIError(ErrorCode.TRY_AGAIN_LATER, f"{ip} was reserved concurrently by a writer that "
+                                                              f"does not take the lock {self.path(LOCK_NAME)}") from None
+                created.append(str(ip))
+                self._replace(self.path(f"{LAST_RESERVED_PREFIX}{index}"), str(ip).encode())
+            if new:
+                self._write_index(container_id, ifname, [*held, *(ip for ip, _ in new)])
+            if boot is not None:
+                self._replace(self.path(BOOT_MARKER), f"{_BOOT_MAGIC}\n{boot.boot_id}\n".encode(), 0o644)
+            self._fsync_dir()
+        except OSError as e:
+            for name in created:
+                self._unlink(name)
+            raise io_error(f"cannot write reservations in {self.dir}", e) from None
+
+    def release(self, container_id: str, ifname: str) -> list[IPAddress]:
+        """DEL: remove this attachment's reservations. The index answers when it can (each hit is
+        checked against the reservation file itself); otherwise every file is read, as the
+        reference does, so reservations the reference made are released too."""
+        try:
+            hits = [ip for ip in self.index_lookup(container_id, ifname)
+                    if self.read_owner(ip) == (container_id, ifname)]
+            if not hits:
+                hits = [l.ip for l in self.scan().owned_by(container_id, ifname)]
+            for ip in hits:
+                self._unlink(str(ip))
+            self._drop_index(container_id, ifname)
+            if hits:
+                self._fsync_dir()
+            return hits
+        except OSError as e:
+            raise io_error(f"cannot release reservations in {self.dir}", e) from None
+
+    def remove(self, names: Iterable[str], drop_index: Iterable[tuple[str, str]] = ()) -> None:
+        """GC: remove files found stale under the lock, and their index entries."""
+        try:
+            for name in names:
+                self._unlink(name)
+            for cid, ifname in drop_index:
+                self._drop_index(cid, ifname)
+            self._fsync_dir()
+        except OSError as e:
+            raise io_error(f"cannot remove reservations in {self.dir}", e) from None
+
+    def prune_index(self, scan: Scan) -> None:
+        """Drop index entries whose attachment holds no reservation any more (e.g. the reference
+        released it); they are harmless, since every hit is verified, but they take space."""
+        index_dir = self.path(INDEX_DIR)
+        try:
+            names = os.listdir(index_dir)
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise io_error(f"cannot list {index_dir}", e) from None
+        live = {index_name(l.container_id, l.ifname) for l in scan.leases.values() if l.ifname is not None}
+        for name in names:
+            if name not in live:
+                try:
+                    os.unlink(os.path.join(index_dir, name))
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    if e.errno != errno.EISDIR:
+                        raise io_error(f"cannot prune {index_dir}", e) from None
