@@ -1,0 +1,581 @@
+"""Every kernel interaction of the bridge plugin: netlink (pyroute2), namespaces, sysctls, raw packets.
+
+Handlers call the small named functions below; pyroute2 is imported only inside them (it costs
+~150 ms), and every pyroute2/OS failure leaves this module as a CNIError whose message names the
+interface or address at fault.
+"""
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import secrets
+import socket
+import struct
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Sequence
+
+from shared.errors import CNIError, ErrorCode
+from shared.types import IPInterface, Route
+
+CLONE_NEWNET = 0x40000000
+IFF_UP = 0x1
+IFF_PROMISC = 0x100
+IFA_F_DADFAILED = 0x08
+IFA_F_TENTATIVE = 0x40
+RT_SCOPE_UNIVERSE = 0
+VLAN_FEATURE = "bridge VLAN filtering (kernel option CONFIG_BRIDGE_VLAN_FILTERING)"
+
+
+class NetnsNotFound(CNIError):
+    """CNI_NETNS names a path that does not exist: DEL treats that as 'already gone'."""
+
+
+def _kernel_error(msg: str, err: BaseException) -> CNIError:
+    code = getattr(err, "code", None) or getattr(err, "errno", None)
+    text = os.strerror(code) if isinstance(code, int) and code > 0 else str(err)
+    return CNIError(ErrorCode.INTERNAL, f"{msg}: {text}")
+
+
+def _errno(err: BaseException) -> int | None:
+    code = getattr(err, "code", None)
+    if isinstance(code, int):
+        return code
+    return getattr(err, "errno", None)
+
+
+@contextmanager
+def mapped(msg: str, *, ignore: Sequence[int] = ()) -> Iterator[None]:
+    """Re-raise pyroute2 / OS failures as CNIError(msg: strerror); errnos in `ignore` are swallowed."""
+    try:
+        yield
+    except CNIError:
+        raise
+    except Exception as e:  # NetlinkError, OSError, decoding errors
+        if _errno(e) in ignore:
+            return
+        if _errno(e) == errno.EOPNOTSUPP and "vlan" in msg.lower():
+            raise CNIError(ErrorCode.INTERNAL, f"{msg}: this kernel lacks {VLAN_FEATURE}") from e
+        raise _kernel_error(msg, e) from e
+
+
+# -- namespaces -------------------------------------------------------------------------------
+
+def _setns(fd: int) -> None:
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def open_netns(path: str) -> int:
+    """An fd for the namespace at `path`; NetnsNotFound when the path is gone."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise NetnsNotFound(ErrorCode.INTERNAL, f"failed to open netns {path!r}: no such file or directory") from None
+    except OSError as e:
+        raise CNIError(ErrorCode.INTERNAL, f"failed to open netns {path!r}: {e.strerror}") from None
+
+
+@contextmanager
+def entered(path: str) -> Iterator[int]:
+    """Run the block inside the namespace at `path` (this thread only), then come back."""
+    target = open_netns(path)
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        try:
+            _setns(target)
+        except OSError as e:
+            reason = "not a network namespace" if e.errno == errno.EINVAL else e.strerror
+            raise CNIError(ErrorCode.INTERNAL, f"failed to enter netns {path!r}: {reason}") from None
+        try:
+            yield target
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+        os.close(target)
+
+
+@contextmanager
+def rtnl() -> Iterator[Any]:
+    """A route-netlink socket in the namespace the thread is in now."""
+    from pyroute2.iproute.linux import IPRoute
+
+    with mapped("failed to open a netlink socket"):
+        ipr = IPRoute()
+    try:
+        yield ipr
+    finally:
+        ipr.close()
+
+
+# -- links --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Link:
+    index: int
+    name: str
+    kind: str
+    mac: str
+    mtu: int
+    flags: int
+    master: int
+    peer_index: int  # IFLA_LINK: the veth peer's index (in the peer's namespace)
+    in_other_netns: bool  # the veth peer lives in another namespace
+    oper_state: str
+    vlan_filtering: int | None
+
+    @property
+    def up(self) -> bool:
+        return bool(self.flags & IFF_UP)
+
+    @property
+    def promisc(self) -> bool:
+        return bool(self.flags & IFF_PROMISC)
+
+
+def _to_link(msg: Any) -> Link:
+    info = msg.get_attr("IFLA_LINKINFO")
+    kind = ""
+    vlan_filtering = None
+    if info is not None:
+        kind = info.get_attr("IFLA_INFO_KIND") or ""
+        data = info.get_attr("IFLA_INFO_DATA")
+        if kind == "bridge" and data is not None and hasattr(data, "get_attr"):
+            vlan_filtering = data.get_attr("IFLA_BR_VLAN_FILTERING")
+    return Link(
+        index=msg["index"], name=msg.get_attr("IFLA_IFNAME") or "", kind=kind,
+        mac=msg.get_attr("IFLA_ADDRESS") or "", mtu=msg.get_attr("IFLA_MTU") or 0, flags=msg["flags"],
+        master=msg.get_attr("IFLA_MASTER") or 0, peer_index=msg.get_attr("IFLA_LINK") or 0,
+        in_other_netns=msg.get_attr("IFLA_LINK_NETNSID") is not None,
+        oper_state=msg.get_attr("IFLA_OPERSTATE") or "", vlan_filtering=vlan_filtering)
+
+
+def find_link(ipr: Any, name: str) -> Link | None:
+    try:
+        msgs = ipr.link("get", ifname=name)
+    except Exception as e:
+        if _errno(e) in (errno.ENODEV, errno.ENOENT):
+            return None
+        raise _kernel_error(f"failed to lookup {name!r}", e) from e
+    return _to_link(msgs[0]) if msgs else None
+
+
+def link_by_index(ipr: Any, index: int) -> Link | None:
+    try:
+        msgs = ipr.link("get", index=index)
+    except Exception as e:
+        if _errno(e) in (errno.ENODEV, errno.ENOENT):
+            return None
+        raise _kernel_error(f"failed to lookup link index {index}", e) from e
+    return _to_link(msgs[0]) if msgs else None
+
+
+def all_links(ipr: Any) -> list[Link]:
+    with mapped("failed to list links"):
+        return [_to_link(m) for m in ipr.get_links()]
+
+
+def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> tuple[Link, bool]:
+    """Create the bridge or reuse it (parallel ADDs racing on creation both succeed).
+
+    Returns the bridge and whether this call created it. Its MAC is pinned so that ports joining
+    and leaving can no longer change it (reference cni#285 / netavark#833: MAC flapping)."""
+    created = False
+    existing = find_link(ipr, name)
+    if existing is None:
+        kwargs: dict[str, Any] = {"ifname": name, "kind": "bridge"}
+        if mtu:
+            kwargs["mtu"] = mtu
+        if vlan_filtering:
+            kwargs["br_vlan_filtering"] = 1
+        try:
+            ipr.link("add", **kwargs)
+            created = True
+        except Exception as e:
+            if _errno(e) == errno.EOPNOTSUPP and vlan_filtering:
+                raise CNIError(ErrorCode.INTERNAL,
+                               f"failed to create bridge {name!r} with VLAN filtering: this kernel lacks {VLAN_FEATURE}",
+                               "vlan/vlanTrunk need it; remove them from the config or use a kernel that has it") from e
+            if _errno(e) != errno.EEXIST:
+                raise _kernel_error(f'failed to create bridge "{name}": could not add "{name}"', e) from e
+    link = find_link(ipr, name)
+    if link is None:
+        raise CNIError(ErrorCode.INTERNAL, f'failed to create bridge "{name}": it vanished after creation')
+    if link.kind != "bridge":
+        raise CNIError(ErrorCode.INTERNAL, f'failed to create bridge "{name}": "{name}" already exists but is not a bridge',
+                       f"it is a {link.kind or 'device'} link; choose another bridge name")
+    if vlan_filtering and not link.vlan_filtering:
+        raise CNIError(ErrorCode.INTERNAL,
+                       f'bridge "{name}" exists without VLAN filtering, which vlan/vlanTrunk need',
+                       "enable vlan_filtering on it (needs " + VLAN_FEATURE + ") or remove vlan/vlanTrunk")
+    if promisc and not link.promisc:
+        with mapped(f"could not set promiscuous mode on {name!r}"):
+            ipr.link("set", index=link.index, flags=IFF_PROMISC, change=IFF_PROMISC)
+    write_sysctl(f"net/ipv6/conf/{name}/accept_ra", "0", ignore_errors=True)
+    with mapped(f"failed to set bridge {name!r} up"):
+        ipr.link("set", index=link.index, state="up")
+    pin_mac(ipr, link)
+    return find_link(ipr, name) or link, created
+
+
+def pin_mac(ipr: Any, link: Link) -> None:
+    """Set the MAC to its current value: the kernel then stops deriving it from the ports."""
+    with mapped(f"could not set the MAC of bridge {link.name!r}"):
+        ipr.link("set", index=link.index, address=link.mac)
+
+
+def random_veth_name() -> str:
+    return "veth" + secrets.token_hex(4)
+
+
+def create_veth(ipr: Any, container_netns_fd: int, ifname: str, mtu: int, mac: str) -> Link:
+    """One RTM_NEWLINK: the host end lands here, the container end directly in its namespace.
+
+    Retries a few times on a host-name collision; the caller has already made sure the container
+    name is free."""
+    peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": container_netns_fd}
+    if mtu:
+        peer["mtu"] = mtu
+    if mac:
+        peer["address"] = mac
+    last: Exception | None = None
+    for _ in range(10):
+        host_name = random_veth_name()
+        kwargs: dict[str, Any] = {"ifname": host_name, "kind": "veth", "peer": peer}
+        if mtu:
+            kwargs["mtu"] = mtu
+        try:
+            ipr.link("add", **kwargs)
+        except Exception as e:
+            if _errno(e) == errno.EEXIST and find_link(ipr, host_name) is not None:
+                last = e
+                continue
+            if _errno(e) == errno.EEXIST:
+                raise CNIError(ErrorCode.INTERNAL,
+                               f"container veth name {ifname!r} already exists in the container namespace") from e
+            raise _kernel_error(f"failed to make veth pair ({host_name!r} <-> {ifname!r})", e) from e
+        link = find_link(ipr, host_name)
+        if link is None:
+            raise CNIError(ErrorCode.INTERNAL, f"failed to make veth pair: {host_name!r} vanished after creation")
+        return link
+    raise _kernel_error(f"failed to make veth pair for {ifname!r}: no free host name after 10 tries", last or OSError(errno.EEXIST, ""))
+
+
+def set_up(ipr: Any, link: Link) -> None:
+    with mapped(f"failed to set {link.name!r} up"):
+        ipr.link("set", index=link.index, state="up")
+
+
+def enslave(ipr: Any, link: Link, bridge: Link) -> None:
+    with mapped(f"failed to connect {link.name!r} to bridge {bridge.name}"):
+        ipr.link("set", index=link.index, master=bridge.index)
+
+
+def set_port_flags(ipr: Any, link: Link, hairpin: bool, isolated: bool) -> None:
+    """Both flags are always written, as in the reference."""
+    with mapped(f"failed to set hairpin mode / isolation on bridge port {link.name!r}"):
+        ipr.brport("set", index=link.index, IFLA_BRPORT_MODE=int(hairpin), IFLA_BRPORT_ISOLATED=int(isolated))
+
+
+def setup_port_vlans(ipr: Any, link: Link, vlan: int, vlans: Sequence[int], preserve_default: bool) -> None:
+    """Access VLAN (pvid, untagged) and trunk VIDs on the host port; needs bridge VLAN filtering."""
+    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: F401 - ensures the bridge NLAs load
+
+    if (vlan or vlans) and not preserve_default:
+        with mapped(f"failed to remove default vlan on interface {link.name!r}"):
+            ipr.vlan_filter("del", index=link.index, vlan_info={"vid": 1})
+    if vlan:
+        with mapped(f"failed to setup vlan tag {vlan} on interface {link.name!r}"):
+            ipr.vlan_filter("add", index=link.index, vlan_info={"vid": vlan, "flags": ["pvid", "untagged"]})
+    for vid in vlans:
+        with mapped(f"failed to setup vlan tag {vid} on interface {link.name!r}"):
+            ipr.vlan_filter("add", index=link.index, vlan_info={"vid": vid})
+    if not vlan and vlans:
+        with mapped(f"failed to setup default native vlan tag on interface {link.name!r}"):
+            ipr.vlan_filter("add", index=link.index, vlan_info={"vid": 1, "flags": ["pvid", "untagged"]})
+
+
+def delete_link(ipr: Any, index: int, name: str) -> None:
+    """Missing is fine (the container end's deletion takes the host end with it)."""
+    with mapped(f"failed to delete link {name!r}", ignore=(errno.ENODEV, errno.ENOENT)):
+        ipr.link("del", index=index)
+
+
+def wait_oper_up(ipr: Any, link: Link, timeout: float = 2.5) -> Link:
+    """The reference waits for the host veth to be oper-up; poll briefly instead of fixed sleeps."""
+    deadline = time.monotonic() + timeout
+    current = link
+    delay = 0.005
+    while True:
+        fresh = link_by_index(ipr, link.index)
+        if fresh is None:
+            raise CNIError(ErrorCode.INTERNAL, f"bridge port {link.name!r} disappeared")
+        current = fresh
+        if current.oper_state == "UP":
+            return current
+        if time.monotonic() >= deadline:
+            raise CNIError(ErrorCode.INTERNAL, f"bridge port in error state: {current.oper_state}",
+                           f"{link.name!r} did not come up within {timeout:g} s")
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+# -- addresses and routes -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Addr:
+    address: IPInterface
+    flags: int
+    scope: int
+
+
+def list_addrs(ipr: Any, index: int, family: int | None = None) -> list[Addr]:
+    kwargs: dict[str, Any] = {"index": index}
+    if family is not None:
+        kwargs["family"] = socket.AF_INET if family == 4 else socket.AF_INET6
+    with mapped(f"failed to list addresses of link index {index}"):
+        msgs = ipr.get_addr(**kwargs)
+    out = []
+    for m in msgs:
+        text = m.get_attr("IFA_ADDRESS") if m["family"] == socket.AF_INET6 else (m.get_attr("IFA_LOCAL") or m.get_attr("IFA_ADDRESS"))
+        flags = m.get_attr("IFA_FLAGS")
+        out.append(Addr(ipaddress.ip_interface(f"{text}/{m['prefixlen']}"),
+                        flags if flags is not None else m["flags"], m["scope"]))
+    return out
+
+
+def add_addr(ipr: Any, link: Link, iface: IPInterface, *, nodad: bool = False, ignore_exists: bool = False) -> None:
+    kwargs: dict[str, Any] = {"index": link.index, "address": str(iface.ip), "prefixlen": iface.network.prefixlen}
+    if iface.version == 4:
+        kwargs["broadcast"] = str(iface.network.broadcast_address) if iface.network.prefixlen < 31 else None
+        if kwargs["broadcast"] is None:
+            del kwargs["broadcast"]
+    with mapped(f"failed to add IP addr {iface} to {link.name!r}", ignore=(errno.EEXIST,) if ignore_exists else ()):
+        ipr.addr("add", **kwargs)
+
+
+def del_addr(ipr: Any, link: Link, iface: IPInterface) -> None:
+    with mapped(f"could not remove IP address {iface} from {link.name!r}",
+                ignore=(errno.EADDRNOTAVAIL, errno.ENODEV, errno.ENOENT)):
+        ipr.addr("del", index=link.index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+
+
+def ensure_gateway_addr(ipr: Any, bridge: Link, iface: IPInterface, force: bool) -> bool:
+    """The reference's ensureAddr: exact match is fine, any other v4 address (or an overlapping v6
+    one) is a conflict unless forceAddress. Returns whether the address was added now."""
+    current = [a.address for a in list_addrs(ipr, bridge.index, iface.version)]
+    if any(a == iface for a in current):
+        return False
+    for other in current:
+        if iface.version == 6 and (other.is_link_local or not other.network.overlaps(iface.network)):
+            continue
+        if not force:
+            raise CNIError(ErrorCode.INTERNAL, f'"{bridge.name}" already has an IP address different from {iface}',
+                           f"it has {other}; set forceAddress to replace it")
+        del_addr(ipr, bridge, other)
+    with mapped(f'could not add IP address {iface} to "{bridge.name}"', ignore=(errno.EEXIST,)):
+        ipr.addr("add", index=bridge.index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+    return True
+
+
+def add_route(ipr: Any, link: Link, route: Route, gateway: Any) -> None:
+    """Routes as the reference applies them: dst, gw (defaulting to the family gateway), priority,
+    table, scope; mtu and advmss are honoured too (the reference drops them)."""
+    kwargs: dict[str, Any] = {"dst": str(route.dst), "oif": link.index,
+                              "family": socket.AF_INET if route.family == 4 else socket.AF_INET6}
+    gw = route.gw if route.gw is not None else gateway
+    if gw is not None:
+        kwargs["gateway"] = str(gw)
+    if route.priority is not None:
+        kwargs["priority"] = route.priority
+    if route.table is not None:
+        kwargs["table"] = route.table
+    if route.scope is not None:
+        kwargs["scope"] = route.scope
+    elif gw is None:
+        kwargs["scope"] = 253  # RT_SCOPE_LINK: a directly connected destination
+    metrics = {}
+    if route.mtu:
+        metrics["RTAX_MTU"] = route.mtu
+    if route.advmss:
+        metrics["RTAX_ADVMSS"] = route.advmss
+    if metrics:
+        kwargs["metrics"] = metrics
+    what = f"'{route.dst} via {gw} dev {link.name} metric {route.priority or 0} (Scope: {route.scope or 0}, Table: {route.table or 0})'"
+    with mapped(f"failed to add route {what}", ignore=(errno.EEXIST,)):
+        ipr.route("add", **kwargs)
+
+
+@dataclass(frozen=True)
+class RouteEntry:
+    dst: Any
+    gateway: Any
+    oif: int
+    table: int
+
+
+def list_routes(ipr: Any, family: int) -> list[RouteEntry]:
+    fam = socket.AF_INET if family == 4 else socket.AF_INET6
+    with mapped("failed to list routes"):
+        msgs = ipr.route("dump", family=fam)
+    out = []
+    for m in msgs:
+        dst = m.get_attr("RTA_DST")
+        net = ipaddress.ip_network(f"{dst}/{m['dst_len']}" if dst else ("0.0.0.0/0" if family == 4 else "::/0"), strict=False)
+        gw = m.get_attr("RTA_GATEWAY")
+        out.append(RouteEntry(net, ipaddress.ip_address(gw) if gw else None, m.get_attr("RTA_OIF") or 0,
+                              m.get_attr("RTA_TABLE") or m["table"]))
+    return out
+
+
+# -- sysctls --------------------------------------------------------------------------------------
+
+def read_sysctl(path: str) -> str | None:
+    try:
+        with open(f"/proc/sys/{path}") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def write_sysctl(path: str, value: str, *, ignore_errors: bool = False) -> None:
+    """Write only when different (a read-only /proc/sys is fine if the value is already right)."""
+    if read_sysctl(path) == value:
+        return
+    try:
+        with open(f"/proc/sys/{path}", "w") as f:
+            f.write(value)
+    except OSError as e:
+        if not ignore_errors:
+            raise CNIError(ErrorCode.INTERNAL, f"failed to set sysctl {path} = {value}: {e.strerror}") from None
+
+
+def enable_forwarding(families: set[int]) -> None:
+    if 4 in families:
+        with mapped("failed to enable forwarding"):
+            write_sysctl("net/ipv4/ip_forward", "1")
+    if 6 in families:
+        with mapped("failed to enable forwarding"):
+            write_sysctl("net/ipv6/conf/all/forwarding", "1")
+
+
+# -- the container side ---------------------------------------------------------------------------
+
+def container_link_exists(ipr: Any, ifname: str) -> bool:
+    return find_link(ipr, ifname) is not None
+
+
+def configure_container(ipr: Any, ifname: str, ips: Sequence[Any], routes: Sequence[Route],
+                        enabledad: bool) -> Link:
+    """Sysctls, addresses, link up, optional DAD settle, routes: the reference's ConfigureIface,
+    without waiting for anything unless DAD was asked for."""
+    link = find_link(ipr, ifname)
+    if link is None:
+        raise CNIError(ErrorCode.INTERNAL, f"failed to lookup {ifname!r}: not found in the container namespace")
+    addresses = [ip.address for ip in ips]
+    if enabledad:
+        write_sysctl(f"net/ipv6/conf/{ifname}/enhanced_dad", "1", ignore_errors=True)
+        write_sysctl(f"net/ipv6/conf/{ifname}/accept_dad", "1", ignore_errors=True)
+    else:
+        write_sysctl(f"net/ipv6/conf/{ifname}/accept_dad", "0", ignore_errors=True)
+    write_sysctl(f"net/ipv4/conf/{ifname}/arp_notify", "1", ignore_errors=True)
+    if any(a.version == 6 for a in addresses):
+        for name in ("lo", ifname):
+            if read_sysctl(f"net/ipv6/conf/{name}/disable_ipv6") not in (None, "0"):
+                write_sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "0")
+        write_sysctl(f"net/ipv6/conf/{ifname}/keep_addr_on_down", "1")
+    for addr in addresses:
+        add_addr(ipr, link, addr)
+    set_up(ipr, link)
+    if enabledad and any(a.version == 6 for a in addresses):
+        settle_addresses(ipr, link)
+    gateways = route_gateways(ips)
+    for route in routes:
+        add_route(ipr, link, route, gateways.get(route.family))
+    return link
+
+
+def route_gateways(ips: Sequence[Any]) -> dict[int, Any]:
+    """First gateway per family, as ConfigureIface picks it."""
+    out: dict[int, Any] = {}
+    for ip in ips:
+        if ip.gateway is not None and ip.family not in out:
+            out[ip.family] = ip.gateway
+    return out
+
+
+def settle_addresses(ipr: Any, link: Link, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        tentative = False
+        for a in list_addrs(ipr, link.index, 6):
+            if a.flags & IFA_F_DADFAILED:
+                raise CNIError(ErrorCode.INTERNAL, f"failed to settle addresses for {link.name!r}: "
+                                                   f"link {link.name} has address {a.address} in DADFAILED state")
+            if a.flags & IFA_F_TENTATIVE and not a.address.is_link_local:
+                tentative = True
+        if not tentative:
+            return
+        if time.monotonic() >= deadline:
+            fresh = link_by_index(ipr, link.index)
+            if fresh is not None and fresh.oper_state == "UP":
+                raise CNIError(ErrorCode.INTERNAL, f"failed to settle addresses for {link.name!r}: timed out")
+            return
+        time.sleep(0.05)
+
+
+def delete_container_link(ipr: Any, ifname: str) -> list[IPInterface]:
+    """Delete CNI_IFNAME (its veth peer goes with it); return its global addresses. Missing is fine."""
+    link = find_link(ipr, ifname)
+    if link is None:
+        return []
+    addrs = [a.address for a in list_addrs(ipr, link.index) if _global_unicast(a.address.ip)]
+    delete_link(ipr, link.index, ifname)
+    return addrs
+
+
+def _global_unicast(ip: Any) -> bool:
+    """Go's net.IP.IsGlobalUnicast: private ranges included."""
+    if ip.is_link_local or ip.is_loopback or ip.is_multicast or ip.is_unspecified:
+        return False
+    return not (ip.version == 4 and ip == ipaddress.IPv4Address("255.255.255.255"))
+
+
+def announce(ifname: str, ifindex: int, mac: str, addresses: Sequence[IPInterface]) -> None:
+    """A gratuitous ARP / unsolicited neighbour advertisement per address, so neighbours that cached
+    a previous owner's MAC for a reused IP switch at once (reference #858). Best effort."""
+    hw = bytes.fromhex(mac.replace(":", ""))
+    for addr in addresses:
+        try:
+            if addr.version == 4:
+                _send_garp(ifname, hw, addr.ip.packed)
+            else:
+                _send_unsolicited_na(ifindex, hw, addr.ip)
+        except OSError as e:
+            print(f"bridge: could not announce {addr.ip} on {ifname}: {e.strerror}", file=sys.stderr)
+
+
+def _send_garp(ifname: str, hw: bytes, ip: bytes) -> None:
+    eth = b"\xff" * 6 + hw + struct.pack("!H", 0x0806)
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + ip + b"\x00" * 6 + ip
+    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
+        s.bind((ifname, 0x0806))
+        s.send(eth + arp + b"\x00" * 18)
+
+
+def _send_unsolicited_na(ifindex: int, hw: bytes, ip: Any) -> None:
+    # type 136, code 0, checksum (kernel fills it), flags: Override; target; option 2 = target lladdr
+    icmp = struct.pack("!BBHI", 136, 0, 0, 0x20000000) + ip.packed + struct.pack("!BB", 2, 1) + hw
+    with socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6) as s:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, ifindex)
+        s.bind((str(ip), 0, 0, 0))
+        s.sendto(icmp, ("ff02::1", 0, 0, ifindex))
