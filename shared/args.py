@@ -6,9 +6,14 @@ unless `IgnoreUnknown` is true. Kubernetes runtimes always send `IgnoreUnknown=1
 """
 from __future__ import annotations
 
-from typing import Iterable
+import json
+from typing import Any, Iterable, Mapping
 
 from .errors import CNIError, ErrorCode
+
+# What Kubernetes runtimes send (always together with IgnoreUnknown=1).
+K8S_KEYS = ("K8S_POD_NAMESPACE", "K8S_POD_NAME", "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID")
+
 
 def _bool(pair: str, value: str) -> bool:
     low = value.lower()
@@ -41,6 +46,17 @@ def parse_cni_args(text: str, known: Iterable[str]) -> dict[str, str]:
         else:
             unknown.append(pair)
     if unknown and not ignore_unknown:
-        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, f"ARGS: unknown args {unknown}",
+        quoted = "[" + " ".join(json.dumps(p) for p in unknown) + "]"  # Go's %q of a []string
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, f"ARGS: unknown args {quoted}",
                        "set IgnoreUnknown=1 to pass keys this plugin does not use")
     return found
+
+
+def config_args_cni(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`args.cni` of the config (the convention's namespace), or {} when absent or not an object.
+
+    Plugins that do not understand `args` must ignore it, so a malformed one is not an error here.
+    """
+    args = config.get("args")
+    cni = args.get("cni") if isinstance(args, dict) else None
+    return cni if isinstance(cni, dict) else {}

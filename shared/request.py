@@ -29,6 +29,14 @@ _GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u
 IFNAME_MAX_BYTES = 15
 
 
+def _env_bytes(value: str) -> bytes:
+    """The bytes the kernel handed us (os.environ decodes undecodable bytes as lone surrogates)."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
 def validate_container_id(value: str) -> None:
     if value == "":
         raise CNIError(ErrorCode.UNKNOWN_CONTAINER, "missing containerID")
@@ -39,7 +47,7 @@ def validate_container_id(value: str) -> None:
 def validate_ifname(value: str) -> None:
     if value == "":
         raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "interface name is empty")
-    if len(value.encode("utf-8", "surrogateescape")) > IFNAME_MAX_BYTES:
+    if len(_env_bytes(value)) > IFNAME_MAX_BYTES:
         raise CNIError(ErrorCode.INVALID_ENVIRONMENT, "interface name is too long",
                        f"interface name should be less than {IFNAME_MAX_BYTES + 1} characters")
     if value in (".", ".."):
@@ -53,8 +61,8 @@ def validate_network_name(value: Any) -> str:
     if value is None or value == "":
         raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "missing network name")
     if not isinstance(value, str):
-        raise CNIError(ErrorCode.DECODING_FAILURE, "error unmarshall network config: name must be a string",
-                       repr(value))
+        raise CNIError(ErrorCode.DECODING_FAILURE, "error unmarshall network config",
+                       f"name must be a string, got {_json_type(value)} {json.dumps(value)}")
     if not _ID_RE.fullmatch(value):
         raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "invalid characters found in network name", value)
     return value
@@ -119,26 +127,55 @@ def parse_env(env: Mapping[str, str]) -> tuple[str, dict[str, str]]:
     return command, values
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"invalid JSON value {name}")
+
+
+def decode_json(data: bytes | str) -> Any:
+    """Strict JSON like Go's decoder: UTF-8 only (no BOM, no UTF-16), no NaN/Infinity."""
+    text = data.decode("utf-8") if isinstance(data, (bytes, bytearray)) else data
+    return json.loads(text, parse_constant=_reject_constant)
+
+
 def decode_config(stdin: bytes) -> dict[str, Any]:
+    """stdin -> config object; only `name` is checked here (6 undecodable or not a string, 7 missing/bad).
+
+    `cniVersion` is checked later, by dispatch, exactly where the reference checks it.
+    """
     try:
-        config = json.loads(stdin)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise CNIError(ErrorCode.DECODING_FAILURE, "error unmarshall network config", str(e)) from None
+        config = decode_json(stdin)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise CNIError(ErrorCode.DECODING_FAILURE, "error unmarshall network config",
+                       f"stdin is not valid JSON: {e}") from None
     if config is None:
         config = {}
     if not isinstance(config, dict):
         raise CNIError(ErrorCode.DECODING_FAILURE, "error unmarshall network config",
-                       f"expected a JSON object, got {type(config).__name__}")
+                       f"expected a JSON object, got {_json_type(config)}")
     validate_network_name(config.get("name"))
-    version = config.get("cniVersion", "")
-    if version is not None and not isinstance(version, str):
-        raise CNIError(ErrorCode.DECODING_FAILURE, "decoding version from network config",
-                       f"cniVersion must be a string, got {version!r}")
     return config
 
 
-def build_request(env: Mapping[str, str], stdin: bytes) -> Request:
+def config_version(config: Mapping[str, Any]) -> str:
+    """The config's `cniVersion` as given ('' when absent or null); code 6 when it is not a string."""
+    version = config.get("cniVersion")
+    if version is None:
+        return ""
+    if not isinstance(version, str):
+        raise CNIError(ErrorCode.DECODING_FAILURE, "decoding version from network config",
+                       f"cniVersion must be a string, got {json.dumps(version)}")
+    return version
+
+
+def _json_type(value: Any) -> str:
+    names = {bool: "boolean", int: "number", float: "number", str: "string", list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def build_request(env: Mapping[str, str], stdin: bytes | str) -> Request:
     """Everything but VERSION: environment checks, then the config, as the reference orders them."""
+    if isinstance(stdin, str):
+        stdin = stdin.encode("utf-8", "surrogateescape")
     command, values = parse_env(env)
     config = decode_config(stdin)
     path_text = values["CNI_PATH"]

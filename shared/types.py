@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Union
 
 from .errors import CNIError, ErrorCode
-from .version import family_of
+from .version import FAMILIES, family_of
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
@@ -35,8 +35,12 @@ def parse_ip(value: Any, what: str = "IP address") -> IPAddress:
 
 
 def parse_cidr(value: Any, what: str = "CIDR address") -> IPInterface:
-    """An address with its prefix, host bits kept (10.1.0.5/16)."""
-    if not isinstance(value, str) or "/" not in value or "%" in value:
+    """An address with its prefix, host bits kept (10.1.0.5/16). Like Go's ParseCIDR: the prefix is
+    a decimal length (never a netmask), no zone."""
+    if not isinstance(value, str) or "%" in value:
+        raise _bad(what, value)
+    _, slash, prefix = value.partition("/")
+    if not slash or not (prefix.isascii() and prefix.isdigit()):
         raise _bad(what, value)
     try:
         return ipaddress.ip_interface(value)
@@ -58,11 +62,11 @@ def _opt_str(obj: dict[str, Any], key: str) -> str:
     return value
 
 
-def _opt_uint(obj: dict[str, Any], key: str) -> int | None:
+def _opt_uint(obj: dict[str, Any], key: str, minimum: int = 0) -> int | None:
     value = obj.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise _bad(key, value)
     return value
 
@@ -97,7 +101,7 @@ class Interface:
         out: dict[str, Any] = {"name": self.name}
         if self.mac:
             out["mac"] = self.mac
-        if family == 2 and self.mtu is not None:
+        if family == 2 and self.mtu:  # Go omits a zero MTU
             out["mtu"] = self.mtu
         if self.sandbox:
             out["sandbox"] = self.sandbox
@@ -127,7 +131,8 @@ class IPConfig:
         gateway = parse_ip(gw_text, "gateway") if gw_text not in (None, "") else None
         if gateway is not None and gateway.version != address.version:
             raise _bad("gateway (address family differs from the address)", gw_text)
-        return cls(address=address, gateway=gateway, interface=_opt_uint(obj, "interface"))
+        # -1 ("no interface") parses, as in the reference (spec-upgrades.md); schemas reject it.
+        return cls(address=address, gateway=gateway, interface=_opt_uint(obj, "interface", minimum=-1))
 
     def to_json(self, family: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -173,10 +178,11 @@ class Route:
         out: dict[str, Any] = {"dst": str(self.dst)}
         if self.gw is not None:
             out["gw"] = str(self.gw)
-        if family > 0:
+        if family > 0:  # 0.1.0/0.2.0 routes keep dst and gw only
             for key, attr in ROUTE_EXTRAS:
                 value = getattr(self, attr)
-                if value is not None:
+                # Go: mtu/advmss/priority are plain ints (0 omitted), table/scope pointers (0 kept).
+                if value is not None and (value != 0 or key in ("table", "scope")):
                     out[key] = value
         return out
 
@@ -238,8 +244,10 @@ class Result:
             raise _bad("cniVersion", version)
         fam = family_of(version)
         if expected_version is not None and fam != family_of(expected_version):
+            members = sorted(v for v in FAMILIES[family_of(expected_version)] if v)
             raise CNIError(ErrorCode.DECODING_FAILURE,
-                           f'result of version "{version}" cannot be read as version "{expected_version}"')
+                           f'result type supports [{" ".join(members)}] but unmarshalled CNIVersion is "{version}"',
+                           f'a result of version "{version}" cannot be read as version "{expected_version}"')
         if fam == 0:
             return cls._from_legacy(obj)
         interfaces = [Interface.from_json(i) for i in cls._list(obj, "interfaces")]
@@ -333,3 +341,14 @@ def prev_result(config: dict[str, Any]) -> Result | None:
         return Result.from_json(raw)
     except CNIError as e:
         raise CNIError(ErrorCode.DECODING_FAILURE, "could not parse prevResult", str(e)) from None
+
+
+def convert_result(obj: Any, to_version: str, from_version: str | None = None) -> dict[str, Any]:
+    """Result JSON of any version -> the same result as `to_version` JSON (the reference's Convert).
+
+    `from_version` is assumed when `obj` has no cniVersion. Raises CNIError: 6 unreadable,
+    1 unknown version or no IP address for a 0.1.0/0.2.0 target.
+    """
+    if isinstance(obj, dict) and not obj.get("cniVersion") and from_version is not None:
+        obj = {**obj, "cniVersion": from_version}
+    return Result.from_json(obj).to_json(to_version)
