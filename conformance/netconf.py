@@ -55,7 +55,12 @@ def select_version(cni_version: str, cni_versions: Any) -> str:
         if not isinstance(entry, str):
             raise _conf_error(f"error parsing configuration list: invalid type for cniVersions index {i}",
                               f"entry {entry!r} is not a string")
-        if parse_version(entry) <= current:
+        try:
+            parsed = parse_version(entry)
+        except CNIError as e:
+            raise _conf_error(f"error parsing configuration list: invalid cniVersions entry {entry} at index {i}",
+                              str(e), ErrorCode.DECODING_FAILURE) from None
+        if parsed <= current:
             candidates.append(entry)
     if cni_version and parse_version(cni_version) <= current:
         candidates.append(cni_version)
