@@ -186,8 +186,9 @@ def all_links(ipr: Any) -> list[Link]:
 def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> tuple[Link, bool]:
     """Create the bridge or reuse it (parallel ADDs racing on creation both succeed).
 
-    Returns the bridge and whether this call created it. Its MAC is pinned so that ports joining
-    and leaving can no longer change it (reference cni#285 / netavark#833: MAC flapping)."""
+    Returns the bridge and whether this call created it. A bridge made here gets its MAC pinned at
+    once, L2 included, so ports joining and leaving can no longer change it (cni#285, netavark#833).
+    Pinning is not repeated on every ADD: each MAC write flushes the bridge's neighbour table."""
     created = False
     existing = find_link(ipr, name)
     if existing is None:
@@ -222,7 +223,8 @@ def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: 
     write_sysctl(f"net/ipv6/conf/{name}/accept_ra", "0", ignore_errors=True)
     with mapped(f"failed to set bridge {name!r} up"):
         ipr.link("set", index=link.index, state="up")
-    pin_mac(ipr, link)
+    if created:
+        pin_mac(ipr, link)
     return find_link(ipr, name) or link, created
 
 
@@ -383,6 +385,8 @@ def ensure_gateway_addr(ipr: Any, bridge: Link, iface: IPInterface, force: bool)
         del_addr(ipr, bridge, other)
     with mapped(f'could not add IP address {iface} to "{bridge.name}"', ignore=(errno.EEXIST,)):
         ipr.addr("add", index=bridge.index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+    fresh = link_by_index(ipr, bridge.index)
+    pin_mac(ipr, fresh or bridge)  # as the reference does when it gives a bridge its gateway address
     return True
 
 
