@@ -206,8 +206,8 @@ class IptablesDriver:
 
     name = "iptables"
 
-    def __init__(self, runner: _exec.Runner = _exec.run) -> None:
-        self._run = runner
+    def __init__(self, runner: _exec.Runner | None = None) -> None:
+        self._run = runner or _exec.run  # looked up now, so a test can wrap _exec.run
         self._cache: dict[int, NatTable] = {}
 
     def _tools_present(self, family: int) -> bool:

@@ -130,8 +130,8 @@ class NftablesDriver:
     READ = ("nft", "-j", "list", "chain", FAMILY, TABLE, CHECKS)
     APPLY = ("nft", "-j", "-f", "-")
 
-    def __init__(self, runner: _exec.Runner = _exec.run) -> None:
-        self._run = runner
+    def __init__(self, runner: _exec.Runner | None = None) -> None:
+        self._run = runner or _exec.run  # looked up now, so a test can wrap _exec.run
         self._cache: list[NftRule] | None = None
 
     def _read(self) -> list[NftRule]:

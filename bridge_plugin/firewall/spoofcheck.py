@@ -202,9 +202,10 @@ READ_TABLE = ("nft", "-j", "list", "table", FAMILY, TABLE)
 APPLY = ("nft", "-j", "-f", "-")
 
 
-def _transact(runner: _exec.Runner, read: tuple[str, ...], plan: Callable[[BridgeNat], dict[str, Any] | None],
-              what: str) -> None:
+def _transact(runner: _exec.Runner | None, read: tuple[str, ...],
+              plan: Callable[[BridgeNat], dict[str, Any] | None], what: str) -> None:
     """Read, plan, apply; retry when a concurrent change removed something the plan deletes."""
+    runner = runner or _exec.run
     for attempt in range(ATTEMPTS):
         doc = plan(_read(runner, read))
         if doc is None:
@@ -217,20 +218,20 @@ def _transact(runner: _exec.Runner, read: tuple[str, ...], plan: Callable[[Bridg
                 raise
 
 
-def setup(att: Attachment, host_veth: str, container_mac: str, runner: _exec.Runner = _exec.run) -> None:
+def setup(att: Attachment, host_veth: str, container_mac: str, runner: _exec.Runner | None = None) -> None:
     if not _exec.available("nft"):
         raise CNIError(ErrorCode.NOT_AVAILABLE, "nft not found", "macspoofchk needs nftables (the nft command)")
     _transact(runner, READ_BASE, lambda t: setup_batch(t, att, host_veth, container_mac),
               "failed to set up spoof-check")
 
 
-def teardown(att: Attachment, runner: _exec.Runner = _exec.run) -> None:
+def teardown(att: Attachment, runner: _exec.Runner | None = None) -> None:
     if not _exec.available("nft"):
         return  # without nft there can be no nftables rules to remove
     _transact(runner, READ_TABLE, lambda t: teardown_batch(t, att), "failed to tear down spoof-check")
 
 
-def gc(network: str, valid: frozenset[tuple[str, str]], runner: _exec.Runner = _exec.run,
+def gc(network: str, valid: frozenset[tuple[str, str]], runner: _exec.Runner | None = None,
        exists: Callable[[str], bool] = link_exists) -> None:
     if not _exec.available("nft"):
         return
