@@ -7,11 +7,17 @@ Files are the reference's, byte for byte, so both implementations can share one 
 * `last_reserved_ip.<N>`: the round-robin cursor of range set N (the address, no newline);
 * `lock`: flock(LOCK_EX) on this inode is the mutual exclusion both implementations respect.
 
-pycni adds only dot-names the reference never mistakes for reservations (it reads every file,
-but none of these holds `<id>\\r\\n<ifname>` or a bare ID, and none is named like an address):
-`.pycni-boot` (the boot the directory was last checked in), `.pycni-leases/<id>@<ifname>` (an
-index so DEL need not read every file) and `.pycni-tmp.*` (a write in flight; only ever present
-while the lock is held, so one found under the lock is a crash leftover).
+pycni keeps its own bookkeeping outside that directory, in `<dataDir>/.pycni/<network>/` (no
+network name can start with a dot), so the network directory holds exactly what the reference
+would leave there:
+
+* `boot`: the boot_id in which the directory was last checked for reservations from before a reboot;
+* `leases/<id>@<ifname>`: an index of each attachment's addresses, so DEL need not read every file.
+  An entry is only a hint: every hit is checked against the reservation file itself.
+
+The one exception is `<dataDir>/<network>/.pycni-tmp.*`, a write in flight (it has to be on the
+same file system to be linked into place). It exists only while the lock is held, so one found
+under the lock is a crash leftover and is removed.
 """
 from __future__ import annotations
 
@@ -31,8 +37,9 @@ from .config import parse_ip
 
 LOCK_NAME = "lock"
 LAST_RESERVED_PREFIX = "last_reserved_ip."
-BOOT_MARKER = ".pycni-boot"
-INDEX_DIR = ".pycni-leases"
+META_DIR = ".pycni"
+BOOT_MARKER = "boot"
+INDEX_DIR = "leases"
 TMP_PREFIX = ".pycni-tmp."
 LINE_BREAK = "\r\n"
 LOCK_TIMEOUT = 60.0  # seconds; then code 11 (try again later)
@@ -134,6 +141,7 @@ class Store:
                  boot: Callable[[], Optional[BootInfo]] = current_boot,
                  lock_timeout: float = LOCK_TIMEOUT) -> None:
         self.dir = os.path.join(data_dir, network)
+        self.meta = os.path.join(data_dir, META_DIR, network)
         self._boot = boot
         self._lock_timeout = lock_timeout
 
@@ -238,7 +246,7 @@ class Store:
         if boot is None:
             return [], None
         try:
-            with open(self.path(BOOT_MARKER), "rb") as f:
+            with open(os.path.join(self.meta, BOOT_MARKER), "rb") as f:
                 marker = f.read(256).decode("ascii", "replace").split("\n")
         except OSError:
             marker = []
@@ -249,7 +257,7 @@ class Store:
     # -- index -----------------------------------------------------------------------------------
     def index_lookup(self, container_id: str, ifname: str) -> list[IPAddress]:
         try:
-            with open(os.path.join(self.dir, INDEX_DIR, index_name(container_id, ifname)), "rb") as f:
+            with open(os.path.join(self.meta, INDEX_DIR, index_name(container_id, ifname)), "rb") as f:
                 lines = f.read(65536).decode("utf-8", "replace").split("\n")
         except OSError:
             return []
@@ -258,9 +266,9 @@ class Store:
         return [ip for line in lines[3:] if line and (ip := parse_ip(line)) is not None]
 
     # -- writing ---------------------------------------------------------------------------------
-    def _write_tmp(self, data: bytes, mode: int) -> str:
+    def _write_tmp(self, data: bytes, mode: int, directory: Optional[str] = None) -> str:
         name = f"{TMP_PREFIX}{os.getpid()}.{os.urandom(6).hex()}"
-        path = self.path(name)
+        path = os.path.join(directory or self.dir, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
         try:
             view = memoryview(data)
@@ -284,7 +292,7 @@ class Store:
             os.unlink(tmp)
 
     def _replace(self, path: str, data: bytes, mode: int = 0o600) -> None:
-        tmp = self._write_tmp(data, mode)
+        tmp = self._write_tmp(data, mode, os.path.dirname(path))
         try:
             os.replace(tmp, path)
         except BaseException:
@@ -306,14 +314,14 @@ class Store:
             return False
 
     def _write_index(self, container_id: str, ifname: str, ips: Iterable[IPAddress]) -> None:
-        index_dir = self.path(INDEX_DIR)
+        index_dir = os.path.join(self.meta, INDEX_DIR)
         os.makedirs(index_dir, 0o700, exist_ok=True)
         body = "\n".join([_INDEX_MAGIC, container_id, ifname, *(str(ip) for ip in ips)]) + "\n"
         self._replace(os.path.join(index_dir, index_name(container_id, ifname)), body.encode())
 
     def _drop_index(self, container_id: str, ifname: str) -> None:
         try:
-            os.unlink(os.path.join(self.dir, INDEX_DIR, index_name(container_id, ifname)))
+            os.unlink(os.path.join(self.meta, INDEX_DIR, index_name(container_id, ifname)))
         except FileNotFoundError:
             pass
 
@@ -337,7 +345,8 @@ class Store:
             if new:
                 self._write_index(container_id, ifname, [*held, *(ip for ip, _ in new)])
             if boot is not None:
-                self._replace(self.path(BOOT_MARKER), f"{_BOOT_MAGIC}\n{boot.boot_id}\n".encode(), 0o644)
+                os.makedirs(self.meta, 0o755, exist_ok=True)
+                self._replace(os.path.join(self.meta, BOOT_MARKER), f"{_BOOT_MAGIC}\n{boot.boot_id}\n".encode(), 0o644)
             self._fsync_dir()
         except OSError as e:
             for name in created:
@@ -376,7 +385,7 @@ class Store:
     def prune_index(self, scan: Scan) -> None:
         """Drop index entries whose attachment holds no reservation any more (e.g. the reference
         released it); they are harmless, since every hit is verified, but they take space."""
-        index_dir = self.path(INDEX_DIR)
+        index_dir = os.path.join(self.meta, INDEX_DIR)
         try:
             names = os.listdir(index_dir)
         except FileNotFoundError:

@@ -75,8 +75,7 @@ def test_every_verb_in_every_version(host_local, tmp_path, version):
             assert call(host_local, verb, c).json["code"] == 1
     delete = call(host_local, "DEL", c)
     assert delete.ok and delete.stdout == b""
-    assert sorted(n for n in os.listdir(tmp_path / "net1") if not n.startswith(".")) == \
-        ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]
+    assert sorted(os.listdir(tmp_path / "net1")) == ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]
 
 
 def test_version_verb(host_local):
@@ -96,7 +95,7 @@ def test_reboot_reclaims_backdated_reservations(host_local, tmp_path):
     c = conf(tmp_path, ranges=[[{"subnet": "10.1.2.0/30"}]])
     assert call(host_local, "ADD", c, cid="old").ok
     d = tmp_path / "net1"
-    (d / ".pycni-boot").write_text("pycni-boot v1\nsome-earlier-boot\n")
+    (tmp_path / ".pycni" / "net1" / "boot").write_text("pycni-boot v1\nsome-earlier-boot\n")
     btime = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime "))
     os.utime(d / "10.1.2.2", (btime - 3600, btime - 3600))
     add = call(host_local, "ADD", c, cid="new")

@@ -160,7 +160,8 @@ def test_gc(tmp_path):
     assert run("GC", gc) == (0, None)
     assert sorted(reservations(tmp_path)) == ["10.1.2.2", "10.1.2.50", "last_reserved_ip.0"]
     assert (d / "lock").exists()
-    assert os.listdir(d / ".pycni-leases") == ["keep@eth0"]
+    assert os.listdir(tmp_path / ".pycni" / "net1" / "leases") == ["keep@eth0"]
+    assert sorted(os.listdir(d)) == ["10.1.2.2", "10.1.2.50", "last_reserved_ip.0", "lock"]
 
 
 def test_gc_and_status_need_110(tmp_path):

@@ -99,7 +99,7 @@ def test_release_uses_a_verified_index_hit(store, monkeypatch):
         monkeypatch.setattr(Store, "scan", lambda self: pytest.fail("scanned despite an index hit"))
         assert store.release("c1", "eth0") == [ip("10.1.2.2")]
     assert "10.1.2.2" not in files(store) and "10.1.2.3" in files(store)
-    assert not os.path.exists(os.path.join(store.dir, INDEX_DIR, index_name("c1", "eth0")))
+    assert not os.path.exists(os.path.join(store.meta, INDEX_DIR, index_name("c1", "eth0")))
 
 
 def test_release_falls_back_to_a_scan_for_reference_reservations(store):
@@ -155,7 +155,7 @@ def test_stale_since_boot_runs_once_per_boot(tmp_path):
         stale, seen = s.stale_since_boot(s.scan())
         assert [str(l.ip) for l in stale] == ["10.1.2.2"] and seen == boot
         s.reserve("x", "eth0", [], [], remove=["10.1.2.2"], boot=boot)
-        assert open(s.path(BOOT_MARKER)).read().split("\n")[1] == "boot-b"
+        assert open(os.path.join(s.meta, BOOT_MARKER)).read().split("\n")[1] == "boot-b"
         os.utime(s.path("10.1.2.3"), (boot.boot_time - 50, boot.boot_time - 50))
         assert s.stale_since_boot(s.scan()) == ([], None)  # already checked in this boot
 
