@@ -4,7 +4,8 @@ a config or a result may hold. jsonschema is imported only when something is val
 Every schema file is registered under https://pycni.invalid/schemas/<file>, so one schema can
 `$ref` another by file name (e.g. `{"$ref": "netconf.json"}`). Formats are checked: the standard
 ones jsonschema knows (ipv4, ipv6, ...) plus `cidr` (an address with a decimal prefix length, as
-Go's ParseCIDR accepts it).
+Go's ParseCIDR accepts it). As in Go's decoder, `integer` means a JSON number without a fraction
+part written as such: 2.0 is not an integer.
 """
 from __future__ import annotations
 
@@ -65,11 +66,22 @@ def _format_checker() -> Any:
     return checker
 
 
+def _is_go_int(checker: Any, instance: object) -> bool:
+    """Go decodes 2.0 into an int field as an error, so 'integer' excludes floats (and booleans)."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+@lru_cache(maxsize=None)
+def _validator_class() -> Any:
+    from jsonschema import Draft202012Validator, validators  # costly import, paid only here
+
+    types = Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_go_int)
+    return validators.extend(Draft202012Validator, type_checker=types)
+
+
 @lru_cache(maxsize=None)
 def _validator(name: str) -> Any:
-    from jsonschema import Draft202012Validator  # costly import, paid only here
-
-    return Draft202012Validator(load_schema(name), registry=_registry(), format_checker=_format_checker())
+    return _validator_class()(load_schema(name), registry=_registry(), format_checker=_format_checker())
 
 
 def _location(path: Any) -> str:
