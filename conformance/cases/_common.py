@@ -29,6 +29,7 @@ REF_ONLY_CODES = {8, 999}
 SHORT = {"host-local": "hl", "bridge": "br"}
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 UNSET = object()
+BUILTIN_CHAINS = {"INPUT", "OUTPUT", "FORWARD", "PREROUTING", "POSTROUTING"}
 
 
 def family(version: str) -> int:
@@ -555,7 +556,7 @@ def reservations(ctx: Ctx, net_dir: Path | None = None) -> dict[str, str]:
         except ValueError:
             continue
         try:
-            out[f.name] = f.read_text(errors="replace")
+            out[f.name] = f.read_bytes().decode(errors="replace")
         except OSError:
             out[f.name] = ""
     return out
@@ -570,6 +571,8 @@ def firewall_rules(ctx: Ctx) -> set[str]:
             continue
         if line.startswith(":"):
             line = line.split()[0]
+            if line[1:] in BUILTIN_CHAINS:
+                continue
         if " # handle " in line:
             line = line.split(" # handle ")[0]
         rules.add(line)
