@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from shared.errors import CNIError, ErrorCode
 from shared.request import validate_container_id, validate_ifname, validate_network_name
@@ -102,12 +104,31 @@ class Runtime:
         self.cache = ResultCache(str(cache_dir))
         self.timeout = timeout
         self.env = dict(os.environ if env is None else env)
-        self.last = Outcome("", "", "")
+        self._local = threading.local()
+
+    @property
+    def last(self) -> Outcome:
+        """The most recent operation of the calling thread, finished or failed (calls, wall time)."""
+        out = getattr(self._local, "out", None)
+        return out if out is not None else Outcome("", "", "")
+
+    @last.setter
+    def last(self, out: Outcome) -> None:
+        self._local.out = out
 
     # -- plumbing ---------------------------------------------------------------------------
-    def _begin(self, verb: str, net: NetworkConfigList) -> Outcome:
-        self.last = Outcome(verb, net.name, net.cni_version)
-        return self.last
+    @contextmanager
+    def _operation(self, verb: str, net: NetworkConfigList) -> Iterator[Outcome]:
+        """Time one operation; a CNIError leaving it carries the partial outcome as `.outcome`."""
+        out = self.last = Outcome(verb, net.name, net.cni_version)
+        started = time.perf_counter()
+        try:
+            yield out
+        except CNIError as e:
+            e.outcome = out  # type: ignore[attr-defined]
+            raise
+        finally:
+            out.wall_ms = (time.perf_counter() - started) * 1000
 
     def _exec(self, out: Outcome, plugin_type: str, binary: str, cni: dict[str, str], stdin: bytes) -> bytes:
         try:
@@ -147,10 +168,6 @@ class Runtime:
             return cni_env(command, path=self.plugin_dirs)
         return cni_env(command, att.container_id, att.netns, att.ifname, att.cni_args, self.plugin_dirs)
 
-    def _finish(self, out: Outcome, started: float) -> Outcome:
-        out.wall_ms = (time.perf_counter() - started) * 1000
-        return out
-
     # -- VERSION ----------------------------------------------------------------------------
     def version_info(self, plugin_type: str, out: Outcome | None = None) -> tuple[str, ...]:
         """libcni's GetVersionInfo probe (R5.7): dummy NETNS/IFNAME/PATH, stdin {"cniVersion":"1.1.0"}."""
@@ -168,29 +185,25 @@ class Runtime:
 
     def validate(self, net: NetworkConfigList) -> frozenset[str]:
         """ValidateNetworkList: each plugin found and supporting the list's version; returns the capabilities."""
-        started = time.perf_counter()
-        out = self._begin("VALIDATE", net)
-        expected = net.cni_version or "0.1.0"
-        errors: list[CNIError] = []
-        for plugin in net.plugins:
-            try:
-                supported = self.version_info(plugin.type, out)
-                if expected not in supported:
-                    errors.append(CNIError(ErrorCode.INCOMPATIBLE_VERSION,
-                                           f'plugin {plugin.type} does not support config version "{expected}"',
-                                           f"it supports {list(supported)}"))
-            except CNIError as e:
-                errors.append(e)
-        self._finish(out, started)
-        if errors:
-            raise _joined(errors)
+        with self._operation("VALIDATE", net) as out:
+            expected = net.cni_version or "0.1.0"
+            errors: list[CNIError] = []
+            for plugin in net.plugins:
+                try:
+                    supported = self.version_info(plugin.type, out)
+                    if expected not in supported:
+                        errors.append(CNIError(ErrorCode.INCOMPATIBLE_VERSION,
+                                               f'plugin {plugin.type} does not support config version "{expected}"',
+                                               f"it supports {list(supported)}"))
+                except CNIError as e:
+                    errors.append(e)
+            if errors:
+                raise _joined(errors)
         return net.capabilities
 
     # -- ADD --------------------------------------------------------------------------------
     def add(self, net: NetworkConfigList, att: Attachment) -> Outcome:
-        started = time.perf_counter()
-        out = self._begin("ADD", net)
-        try:
+        with self._operation("ADD", net) as out:
             validate_container_id(att.container_id)
             validate_network_name(net.name)
             validate_ifname(att.ifname)
@@ -211,14 +224,10 @@ class Runtime:
                                              result=prev))
             out.raw, out.result = prev, result
             return out
-        finally:
-            self._finish(out, started)
 
     # -- CHECK ------------------------------------------------------------------------------
     def check(self, net: NetworkConfigList, att: Attachment) -> Outcome:
-        started = time.perf_counter()
-        out = self._begin("CHECK", net)
-        try:
+        with self._operation("CHECK", net) as out:
             if not _at_least(net.cni_version, "0.4.0"):
                 raise CNIError(ErrorCode.INCOMPATIBLE_VERSION,
                                f'configuration version "{net.cni_version}" does not support the CHECK command')
@@ -237,8 +246,6 @@ class Runtime:
                 except CNIError as e:
                     raise _wrap(e, f"plugin {plugin.description} failed (check)") from None
             return out
-        finally:
-            self._finish(out, started)
 
     def _cached_result(self, net: NetworkConfigList, att: Attachment) -> dict[str, Any] | None:
         """The cached final ADD result converted to the list's version; None when not cached."""
@@ -253,13 +260,9 @@ class Runtime:
 
     # -- DEL --------------------------------------------------------------------------------
     def delete(self, net: NetworkConfigList, att: Attachment) -> Outcome:
-        started = time.perf_counter()
-        out = self._begin("DEL", net)
-        try:
+        with self._operation("DEL", net) as out:
             self._delete(out, net, att)
             return out
-        finally:
-            self._finish(out, started)
 
     def _delete(self, out: Outcome, net: NetworkConfigList, att: Attachment) -> None:
         cached: dict[str, Any] | None = None
@@ -284,9 +287,7 @@ class Runtime:
         `valid=None` is libcni's "no GC args": the cni.dev keys are left out and every cached
         attachment of the network counts as stale.
         """
-        started = time.perf_counter()
-        out = self._begin("GC", net)
-        try:
+        with self._operation("GC", net) as out:
             if net.disable_gc:
                 out.skipped = "disableGC is true"
                 return out
@@ -309,8 +310,6 @@ class Runtime:
             if errors:
                 raise _joined(errors)
             return out
-        finally:
-            self._finish(out, started)
 
     def _gc_plugins(self, out: Outcome, net: NetworkConfigList, valid: Iterable[tuple[str, str]] | None,
                     errors: list[CNIError]) -> None:
@@ -328,9 +327,7 @@ class Runtime:
     # -- STATUS -----------------------------------------------------------------------------
     def status(self, net: NetworkConfigList) -> Outcome:
         """In order, stopping at the first failure with its code unchanged; nothing runs below 1.1.0."""
-        started = time.perf_counter()
-        out = self._begin("STATUS", net)
-        try:
+        with self._operation("STATUS", net) as out:
             if not _at_least(net.cni_version, "1.1.0"):
                 out.skipped = f"cniVersion {net.cni_version} < 1.1.0 has no STATUS"
                 return out
@@ -342,8 +339,6 @@ class Runtime:
                 except CNIError as e:
                     raise _wrap(e, f"plugin {plugin.description} failed (status)") from None
             return out
-        finally:
-            self._finish(out, started)
 
     # -- cache queries ----------------------------------------------------------------------
     def cached_attachments(self, container_id: str = "") -> list[CachedAttachment]:

@@ -34,6 +34,13 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 CACHE_MOUNTPOINT = "/var/lib/cni"
 
 
+def _die_with_parent() -> None:
+    """PR_SET_PDEATHSIG: if pytest itself is killed, the holder (and its private mounts) goes too."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
 def missing_tools() -> list[str]:
     needed = ("podman", "runc", "conmon", "nsenter", "unshare", "ip", "iptables-save")
     out = [t for t in needed if shutil.which(t) is None]
@@ -142,7 +149,8 @@ class Podman:
         script = (f"mount -t tmpfs -o mode=0755 tmpfs /run/netns && "
                   f"mount --bind {self.cni_cache} {CACHE_MOUNTPOINT} && echo ready && exec sleep infinity")
         self.holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       preexec_fn=_die_with_parent)
         assert self.holder.stdout is not None
         line = self.holder.stdout.readline()
         if line.strip() != b"ready":

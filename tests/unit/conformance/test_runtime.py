@@ -443,3 +443,28 @@ def test_validate_reports_capabilities_and_unsupported_versions(fakes, rt):
     with pytest.raises(CNIError, match='plugin second does not support config version "1.1.0"') as ei:
         rt.validate(net)
     assert ei.value.code == 1
+
+
+# -- timing and traces for the harness ----------------------------------------------------------------------
+def test_failed_operation_carries_its_partial_outcome(fakes, rt):
+    net, _ = two_chain(fakes)
+    fakes.behave("second", ADD={"exit": 1, "stdout": {"code": 11, "msg": "later"}})
+    with pytest.raises(CNIError) as ei:
+        rt.add(net, ATT)
+    out = ei.value.outcome
+    assert out is rt.last and out.verb == "ADD" and out.result is None
+    assert [(c.plugin_type, c.returncode) for c in out.calls] == [("first", 0), ("second", 1)]
+    assert out.wall_ms >= sum(c.wall_ms for c in out.calls) > 0
+    assert json.loads(out.calls[1].stdout) == {"code": 11, "msg": "later"}
+
+
+def test_last_outcome_is_per_thread(fakes, rt):
+    import threading
+
+    net, _ = two_chain(fakes)
+    rt.add(net, ATT)
+    seen = {}
+    worker = threading.Thread(target=lambda: seen.setdefault("verb", rt.last.verb))
+    worker.start()
+    worker.join()
+    assert seen["verb"] == "" and rt.last.verb == "ADD"
