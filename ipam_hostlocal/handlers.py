@@ -67,7 +67,7 @@ def cmd_add(req: Request) -> Result:
 
 
 def cmd_del(req: Request) -> None:
-    conf = load_config(req, use_schema=False)
+    conf = load_config(req)
     store = open_store(conf)
     if not store.exists():
         return None  # nothing was ever reserved here; do not create the directory
