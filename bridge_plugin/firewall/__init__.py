@@ -33,6 +33,7 @@ class MasqueradeDriver(Protocol):
     """One firewall backend. Each method reads the current rules once and applies one batch."""
 
     name: str
+    why_unusable: str  # set by a failed usable(): what is missing or failing
 
     def usable(self) -> bool:
         """The backend's tools exist and work in this netns."""
@@ -64,14 +65,15 @@ def validate_backend(backend: str | None) -> None:
 def _select(backend: str | None) -> MasqueradeDriver:
     """The named backend, or (unset) iptables if it works here, else nftables, as the reference picks."""
     validate_backend(backend)
+    reasons = []
     for name in (backend,) if backend else BACKENDS:
         driver = _driver(name)
         if driver.usable():
             return driver
-    wanted = f"ipMasqBackend {backend!r}" if backend else "neither iptables nor nftables"
+        reasons.append(f"{name}: {driver.why_unusable}")
+    wanted = f"ipMasqBackend {backend!r} does not" if backend else "neither iptables nor nftables"
     raise CNIError(ErrorCode.NOT_AVAILABLE, "no usable masquerade backend",
-                   f"{wanted} works in this network namespace (is the command installed and the kernel "
-                   "module available?)")
+                   f"{wanted} works in this network namespace ({'; '.join(reasons)})")
 
 
 def masquerade_usable(backend: str | None) -> bool:

@@ -209,6 +209,7 @@ class IptablesDriver:
     def __init__(self, runner: _exec.Runner | None = None) -> None:
         self._run = runner or _exec.run  # looked up now, so a test can wrap _exec.run
         self._cache: dict[int, NatTable] = {}
+        self.why_unusable = ""
 
     def _tools_present(self, family: int) -> bool:
         return all(_exec.available(tool) for tool in TOOLS[family])
@@ -223,10 +224,12 @@ class IptablesDriver:
     def _try_read(self, family: int) -> NatTable | None:
         """The table, or None when this family's tools are missing or do not work here."""
         if not self._tools_present(family):
+            self.why_unusable = f"{' or '.join(TOOLS[family])} not found"
             return None
         try:
             return self._read(family)
-        except CNIError:
+        except CNIError as e:
+            self.why_unusable = str(e)
             return None
 
     def _apply(self, family: int, lines: list[str], what: str) -> None:

@@ -133,6 +133,7 @@ class NftablesDriver:
     def __init__(self, runner: _exec.Runner | None = None) -> None:
         self._run = runner or _exec.run  # looked up now, so a test can wrap _exec.run
         self._cache: list[NftRule] | None = None
+        self.why_unusable = ""
 
     def _read(self) -> list[NftRule]:
         """This plugin's rules; an absent table or chain reads as no rules."""
@@ -155,10 +156,12 @@ class NftablesDriver:
 
     def _try_read(self) -> list[NftRule] | None:
         if not _exec.available("nft"):
+            self.why_unusable = "nft not found"
             return None
         try:
             return self._read()
-        except CNIError:
+        except CNIError as e:
+            self.why_unusable = str(e)
             return None
 
     def usable(self) -> bool:

@@ -15,6 +15,7 @@ from shared.errors import CNIError, ErrorCode
 class FakeDriver:
     def __init__(self, name: str, works: bool, log: list[tuple[str, ...]], fail: bool = False) -> None:
         self.name, self.works, self.log, self.fail = name, works, log, fail
+        self.why_unusable = "" if works else f"{name} is broken here"
 
     def usable(self) -> bool:
         self.log.append((self.name, "usable"))
@@ -89,6 +90,7 @@ def test_no_usable_backend_is_code_50(drivers: Fakes) -> None:
     with pytest.raises(CNIError) as e:
         fw.setup_masquerade(None, ATT, IPS)
     assert e.value.code == ErrorCode.NOT_AVAILABLE
+    assert "iptables is broken here" in e.value.details and "nftables is broken here" in e.value.details
     assert fw.masquerade_usable(None) is False
     with pytest.raises(CNIError) as e:
         fw.setup_masquerade("nftables", ATT, IPS)
