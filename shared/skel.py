@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional
 
@@ -120,6 +119,8 @@ def run(plugin: Plugin, env: Mapping[str, str], read_stdin: Callable[[], bytes])
     except CNIError as err:
         return _error_outcome(err, version, supported=plugin.supported)
     except Exception as e:  # the truly unexpected: still CNI error JSON, details on stderr
+        import traceback  # only this path pays for it
+
         err = CNIError(ErrorCode.INTERNAL, f"{type(e).__name__}: {e}")
         return _error_outcome(err, version, traceback.format_exc(), plugin.supported)
 
