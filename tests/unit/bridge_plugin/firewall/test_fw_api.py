@@ -140,3 +140,67 @@ def test_failure_names_the_command_and_its_stderr() -> None:
     err = _exec.failure(["sh", "-c", "x"], out, "failed to do it", "input")
     assert out.rc == 3 and "`sh -c x`" in err.msg and "exit 3" in err.msg
     assert "boom" in err.details and "input" in err.details
+
+
+# --- the real drivers against a scripted command runner ---------------------------------------------
+
+class Script:
+    """A Runner that answers each command from a queue of (rc, stdout, stderr) and records the calls."""
+
+    def __init__(self, *answers: tuple[int, str, str]) -> None:
+        self.answers = list(answers)
+        self.calls: list[tuple[str, str | None]] = []
+
+    def __call__(self, argv: Sequence[str], stdin: str | None = None) -> _exec.Output:
+        self.calls.append((" ".join(argv), stdin))
+        rc, out, err = self.answers.pop(0)
+        return _exec.Output(rc, out, err)
+
+
+NO_TABLE = (1, "", "Error: No such file or directory\nlist chain inet cni_plugins_masquerade masq_checks")
+
+
+def test_nft_driver_reads_once_and_applies_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge_plugin.firewall.nftables import NftablesDriver
+    monkeypatch.setattr(_exec, "available", lambda tool: True)
+    script = Script(NO_TABLE, (0, "", ""))
+    NftablesDriver(script).setup(ATT, IPS)
+    assert [c for c, _ in script.calls] == ["nft -j list chain inet cni_plugins_masquerade masq_checks",
+                                            "nft -j -f -"]
+    assert '"masquerade": null' in (script.calls[1][1] or "")
+
+
+def test_nft_driver_retries_after_a_concurrent_change(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge_plugin.firewall.nftables import NftablesDriver
+    monkeypatch.setattr(_exec, "available", lambda tool: True)
+    script = Script(NO_TABLE, (1, "", "Error: Could not process rule: No such file or directory"),
+                    NO_TABLE, (0, "", ""))
+    NftablesDriver(script).setup(ATT, IPS)
+    assert len(script.calls) == 4
+
+
+def test_nft_driver_reports_a_broken_nft(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge_plugin.firewall.nftables import NftablesDriver
+    monkeypatch.setattr(_exec, "available", lambda tool: True)
+    driver = NftablesDriver(Script((1, "", "netlink: Error: Operation not permitted")))
+    assert driver.usable() is False
+    assert "Operation not permitted" in driver.why_unusable and "nft -j list chain" in driver.why_unusable
+
+
+def test_iptables_driver_dual_stack_uses_both_tools(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge_plugin.firewall.iptables import IptablesDriver
+    monkeypatch.setattr(_exec, "available", lambda tool: True)
+    empty = (0, "*nat\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n", "")
+    script = Script(empty, (0, "", ""), empty, (0, "", ""))
+    IptablesDriver(script).setup(ATT, [ip_interface("10.0.0.2/24"), ip_interface("fd00::2/64")])
+    assert [c for c, _ in script.calls] == ["iptables-save -t nat", "iptables-restore -w 20 --noflush",
+                                            "ip6tables-save -t nat", "ip6tables-restore -w 20 --noflush"]
+    assert (script.calls[3][1] or "").startswith("*nat\n:CNI-")
+
+
+def test_iptables_teardown_skips_a_family_whose_tools_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge_plugin.firewall.iptables import IptablesDriver
+    monkeypatch.setattr(_exec, "available", lambda tool: True)
+    script = Script((0, "*nat\nCOMMIT\n", ""), (1, "", "ip6tables-save: no nat table"))
+    IptablesDriver(script).teardown(ATT, [])
+    assert len(script.calls) == 2
