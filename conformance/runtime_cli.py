@@ -95,8 +95,9 @@ def _plugin_dirs(ns: argparse.Namespace) -> list[str]:
     return [d for d in env.split(os.pathsep) if d] or [DEFAULT_PLUGIN_DIR]
 
 
-def _report(rt: Any, verbose: bool) -> None:
-    out = rt.last
+def _report(out: Any, verbose: bool) -> None:
+    if not out.verb:
+        return
     for inv in out.calls:
         if inv.stderr:
             sys.stderr.buffer.write(inv.stderr)
@@ -121,6 +122,7 @@ def run(verb: str, ns: argparse.Namespace) -> int:
         raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, f'{ns.conf} defines network "{net.name}"',
                        f'not "{ns.network}"')
     rt = Runtime(_plugin_dirs(ns), cache_dir=ns.cache_dir or DEFAULT_CACHE_DIR, timeout=ns.timeout)
+    validated = None
     try:
         if verb in ("add", "check", "del"):
             netns = os.path.abspath(ns.netns)
@@ -129,7 +131,10 @@ def run(verb: str, ns: argparse.Namespace) -> int:
                              capability_args=dict(parse_cap(c) for c in ns.cap))
             if verb == "add":
                 if ns.validate:
-                    rt.validate(net)
+                    try:
+                        rt.validate(net)
+                    finally:
+                        validated = rt.last
                 outcome = rt.add(net, att)
                 print(json.dumps(outcome.raw, indent=4))
             elif verb == "check":
@@ -141,7 +146,10 @@ def run(verb: str, ns: argparse.Namespace) -> int:
         else:
             rt.status(net)
     finally:
-        _report(rt, ns.verbose)
+        if validated is not None:
+            _report(validated, ns.verbose)
+        if rt.last is not validated:
+            _report(rt.last, ns.verbose)
     return 0
 
 

@@ -103,3 +103,20 @@ def test_args_pairs_must_be_non_empty(text):
 
 def test_args_pairs():
     assert parse_args_text("IgnoreUnknown=1;IP=10.0.0.2") == (("IgnoreUnknown", "1"), ("IP", "10.0.0.2"))
+
+
+def test_add_validate_probes_versions_first(setup, capsys):
+    fakes, opts = setup
+    assert cli.main(["add", "n", "/run/netns/v", "--validate", "-v", *opts]) == 0
+    assert [(c["command"], c["plugin"]) for c in fakes.calls()] == [
+        ("VERSION", "main"), ("VERSION", "meta"), ("ADD", "main"), ("ADD", "meta")]
+    err = capsys.readouterr().err
+    assert "VERSION main: exit 0" in err and "VALIDATE n" in err and "ADD n (cniVersion 1.1.0)" in err
+
+
+def test_add_validate_refuses_unsupported_version_and_runs_no_add(setup, capsys):
+    fakes, opts = setup
+    fakes.behave("meta", VERSION={"versions": ["0.4.0", "1.0.0"]})
+    assert cli.main(["add", "n", "/run/netns/v", "--validate", *opts]) == 1
+    assert json.loads(capsys.readouterr().out)["code"] == 1
+    assert fakes.calls("ADD") == []
