@@ -45,7 +45,7 @@ class Rule:
     chain: str
     spec: str  # the text after `-A <chain> `, exactly as iptables-save printed it
     target: str | None
-    source: str | None  # -s address without prefix, None if absent or negated
+    source: IPInterface | None  # -s address/prefix, None if absent or negated
     comment: str | None
 
     def delete_line(self) -> str:
@@ -63,11 +63,21 @@ class NatTable:
 
 # --- pure: parse and plan -------------------------------------------------------------------------
 
-def _address(text: str) -> str | None:
+def _source(text: str) -> IPInterface | None:
     try:
-        return str(ip_interface(text).ip)
+        return ip_interface(text)
     except ValueError:
         return None
+
+
+def _jump_serves(rule: Rule, ip: IPInterface) -> bool:
+    """Whether a POSTROUTING jump is the one for `ip`: `-s <ip>/32`, or the reference's old `-s <ip/prefix>`
+    form (which iptables stores as the subnet)."""
+    if rule.source is None:
+        return False
+    if rule.source.network.prefixlen == rule.source.max_prefixlen:
+        return rule.source.ip == ip.ip
+    return rule.source.network == ip.network
 
 
 def _parse_rule(line: str) -> Rule | None:
@@ -88,7 +98,7 @@ def _parse_rule(line: str) -> Rule | None:
                 comment = nxt
             elif tok in ("-s", "--source"):
                 negated = tokens[i - 1] == "!"
-                source = None if negated else _address(nxt)
+                source = None if negated else _source(nxt)
             else:
                 target = nxt
             i += 2
@@ -136,14 +146,16 @@ def plan_setup(table: NatTable, att: Attachment, family: int, ips: Sequence[IPIn
             subnets.append(str(ip.network))
     lines += [f"-A {chain} -d {net} {tag} -j ACCEPT" for net in subnets]
     lines.append(f"-A {chain} ! -d {MULTICAST[family]} {tag} -j MASQUERADE")
-    wanted = [str(ip.ip) for ip in ips]
-    present = {r.source for r in table.jumps_to(chain) if r.chain == "POSTROUTING"}
+    served: set[IPInterface] = set()
     for rule in table.jumps_to(chain):
-        if rule.chain != "POSTROUTING" or rule.source not in wanted:
-            lines.append(rule.delete_line())  # stale: an IP this attachment no longer has
-    for addr in dict.fromkeys(wanted):
-        if addr not in present:
-            lines.append(f"-A POSTROUTING -s {addr} {tag} -j {chain}")
+        ip = next((ip for ip in ips if _jump_serves(rule, ip)), None)
+        if rule.chain == "POSTROUTING" and ip is not None and ip not in served:
+            served.add(ip)  # keep the first jump per IP
+        else:
+            lines.append(rule.delete_line())  # a duplicate, or an IP this attachment no longer has
+    for ip in dict.fromkeys(ips):
+        if ip not in served:
+            lines.append(f"-A POSTROUTING -s {ip.ip} {tag} -j {chain}")
     return lines
 
 
@@ -165,8 +177,7 @@ def plan_teardown(table: NatTable, att: Attachment, ips: Sequence[IPInterface] |
     lines = _drop_chain(table, ipt_chain(att))
     ref = ref_ipt_chain(att.network, att.container_id)
     if ips is not None:
-        mine = {str(ip.ip) for ip in ips}
-        keep = [r for r in table.jumps_to(ref) if r.source not in mine]
+        keep = [r for r in table.jumps_to(ref) if not any(_jump_serves(r, ip) for ip in ips)]
     else:
         keep = []
     lines += _drop_chain(table, ref, keep)

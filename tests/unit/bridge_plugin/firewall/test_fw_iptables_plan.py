@@ -44,7 +44,7 @@ def test_parse_save_reads_only_nat() -> None:
     assert ipt_chain(A) in t.chains and "INPUT" not in t.chains
     jumps = t.jumps_to(ipt_chain(A))
     assert len(jumps) == 1
-    assert jumps[0].source == "10.0.0.2" and jumps[0].comment == ipt_comment(A)
+    assert jumps[0].source == ip_interface("10.0.0.2/32") and jumps[0].comment == ipt_comment(A)
     masq = [r for r in t.rules if r.target == "MASQUERADE"]
     assert masq[0].source is None
 
@@ -65,6 +65,24 @@ def test_repeated_setup_adds_no_second_jump() -> None:
     t = table(save_lines(A, "10.0.0.2", "10.0.0.0/24"))
     lines = plan_setup(t, A, 4, [ip_interface("10.0.0.2/24")])
     assert not any(line.startswith(("-A POSTROUTING", "-D")) for line in lines)
+
+
+def test_setup_repairs_duplicate_jumps() -> None:
+    group = save_lines(A, "10.0.0.2", "10.0.0.0/24")
+    t = table(group + [group[1], group[1]])
+    lines = plan_setup(t, A, 4, [ip_interface("10.0.0.2/24")])
+    assert sum(line.startswith("-D POSTROUTING -s 10.0.0.2/32") for line in lines) == 2
+    assert not any(line.startswith("-A POSTROUTING") for line in lines)
+
+
+def test_teardown_with_ips_matches_the_reference_legacy_subnet_jump() -> None:
+    # old reference versions jumped with `-s <ip/prefix>`, which iptables stores as the subnet
+    group = save_lines(A, "10.0.0.2", "10.0.0.0/24", ref=True)
+    group[1] = group[1].replace("-s 10.0.0.2/32", "-s 10.0.0.0/24")
+    t = table(group)
+    ref = ref_ipt_chain("net", "c1")
+    assert plan_teardown(t, A, [ip_interface("10.0.0.2/24")]) == [t.jumps_to(ref)[0].delete_line(),
+                                                                   f"-F {ref}", f"-X {ref}"]
 
 
 def test_setup_drops_jumps_for_ips_the_attachment_lost() -> None:
