@@ -51,6 +51,10 @@ def cmd_add(req: Request) -> Result:
 
         dns = read_resolv_conf(conf.resolv_conf)
     store = open_store(conf)
+    if not store.exists():
+        # A request that cannot be met on an empty network (e.g. a requested address outside every
+        # range) must not leave a fresh directory and lock behind: plan it first, then create.
+        plan(list(conf.range_sets), {}, [], list(conf.requested), {}, req.container_id)
     with store.locked(create=True):
         scan = store.scan()
         remove, stale, boot = _reclaimable(store, scan, conf)
