@@ -188,3 +188,58 @@ def test_result_is_valid_json_per_version(net: BridgeNet, plugin_dir: Path) -> N
         assert res.ok, res
         assert json.loads(res.stdout)["cniVersion"] == version
         assert net.delete(conf, cid=f"v{version.replace('.', '')}", binary=_bin(plugin_dir)).ok
+
+
+def _need_firewall() -> None:
+    from bridge_plugin.handlers import firewall
+
+    if firewall() is None:
+        pytest.skip("bridge_plugin.firewall is not installed yet")
+    if shutil.which("nft") is None:
+        pytest.skip("nft is not installed")
+
+
+def test_macspoofchk_add_del(net: BridgeNet, plugin_dir: Path) -> None:
+    _need_firewall()
+    conf = net.config(l3=False, macspoofchk=True)
+    res = net.add(conf, cid="spoof1", binary=_bin(plugin_dir))
+    assert res.ok, res
+    ruleset = _rules(net, "nftables")
+    assert "spoof1" in ruleset and res.json["interfaces"][2]["mac"] in ruleset
+    assert net.delete(conf, cid="spoof1", binary=_bin(plugin_dir)).ok
+    assert "spoof1" not in _rules(net, "nftables")
+    net.assert_clean()
+
+
+def test_gc_removes_stale_firewall_rules(plugin_dir: Path, tmp_path: Path) -> None:
+    _need_firewall()
+    net = make_net(plugin_dir, tmp_path / "ipam", containers=2)
+    try:
+        conf = net.config(isGateway=True, ipMasq=True, ipMasqBackend="nftables", macspoofchk=True)
+        a, b = net.containers
+        assert net.add(conf, cid="live", netns=a, binary=_bin(plugin_dir)).ok
+        assert net.add(conf, cid="stale", netns=b, binary=_bin(plugin_dir)).ok
+        gc = {**conf, "cni.dev/valid-attachments": [{"containerID": "live", "ifname": "eth0"}]}
+        out = net.call("GC", gc, cid="", netns="", ifname="", binary=_bin(plugin_dir))
+        assert out.ok, out
+        rules = _rules(net, "nftables")
+        assert "stale" not in rules and "10.77.0.3" not in rules
+        assert "live" in rules and "10.77.0.2" in rules
+        assert not any(r.startswith("10.77.0.3") for r in net.reservations())
+        assert net.delete(conf, cid="live", netns=a, binary=_bin(plugin_dir)).ok
+        assert net.delete(conf, cid="stale", netns=b, binary=_bin(plugin_dir)).ok
+        net.assert_clean()
+    finally:
+        destroy(net)
+
+
+def test_status_50_when_masquerade_is_impossible(net: BridgeNet, plugin_dir: Path, tmp_path: Path) -> None:
+    _need_firewall()
+    empty = tmp_path / "empty-path"
+    empty.mkdir()
+    conf = net.config(ipMasq=True)
+    out = net.call("STATUS", conf, cid="", netns="", ifname="", binary=_bin(plugin_dir),
+                   extra={"PATH": str(empty)})
+    assert out.returncode == 1 and out.json["code"] == 50, out
+    ok = net.call("STATUS", conf, cid="", netns="", ifname="", binary=_bin(plugin_dir))
+    assert ok.ok, ok

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import secrets
+import shutil
 import sys
 import subprocess
 from dataclasses import dataclass, field
@@ -86,7 +87,9 @@ class BridgeNet:
         if binary is None:
             out, rc, err = run_in(self.host, _invoke_in_process, env, stdin)
             return Run(rc, out, err.encode())
-        proc = self.host.exec([binary], input=stdin, env=env, capture_output=True, timeout=60)
+        nsenter = shutil.which("nsenter") or "nsenter"  # absolute: the plugin's env may carry any PATH
+        proc = subprocess.run([nsenter, f"--net={self.host.path}", "--", binary], input=stdin, env=env,
+                              capture_output=True, timeout=60, check=False)
         return Run(proc.returncode, proc.stdout, proc.stderr)
 
     def add(self, config: Mapping[str, Any], **kw: Any) -> Run:
