@@ -16,6 +16,7 @@ mounts runc needs (see notes/real-runtime.md).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -32,6 +33,10 @@ IMAGE = "localhost/pycni-busybox:latest"
 APPLETS = ("sh", "ip", "ping", "cat", "sleep", "nc", "ls", "echo")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 CACHE_MOUNTPOINT = "/var/lib/cni"
+# Several test processes may share the machine: the empty mount point is reference-counted with a
+# shared flock, and the last one out removes it if one of them had to create it.
+MOUNTPOINT_LOCK = "/tmp/pycni-e2e-varlibcni.lock"
+MOUNTPOINT_MARKER = "/tmp/pycni-e2e-varlibcni.created"
 
 
 def _die_with_parent() -> None:
@@ -94,7 +99,7 @@ class Podman:
     host: Namespace | None = None
     holder: subprocess.Popen[bytes] | None = None
     cgroup_parent: str = field(default_factory=lambda: unique("pycni-e2e"))
-    created_cache_mountpoint: bool = False
+    lock_fd: int | None = None
     log: list[str] = field(default_factory=list)
 
     # -- paths --------------------------------------------------------------------------------
@@ -143,9 +148,7 @@ class Podman:
         self._start_holder()
 
     def _start_holder(self) -> None:
-        if not os.path.isdir(CACHE_MOUNTPOINT):
-            os.makedirs(CACHE_MOUNTPOINT, mode=0o700)  # an empty mount point only; removed in stop()
-            self.created_cache_mountpoint = True
+        self._hold_mountpoint()
         script = (f"mount -t tmpfs -o mode=0755 tmpfs /run/netns && "
                   f"mount --bind {self.cni_cache} {CACHE_MOUNTPOINT} && echo ready && exec sleep infinity")
         self.holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
@@ -173,12 +176,36 @@ class Podman:
         problems += self._remove_cgroups()
         if self.host is not None:
             delete_netns(self.host)
-        if self.created_cache_mountpoint:
-            try:
-                os.rmdir(CACHE_MOUNTPOINT)
-            except OSError as e:
-                problems.append(f"{CACHE_MOUNTPOINT}: {e}")
+        problems += self._release_mountpoint()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        return problems
+
+    def _hold_mountpoint(self) -> None:
+        """/var/lib/cni must exist to bind over it; create it (empty) only when missing."""
+        self.lock_fd = os.open(MOUNTPOINT_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self.lock_fd, fcntl.LOCK_SH)
+        if not os.path.isdir(CACHE_MOUNTPOINT):
+            Path(MOUNTPOINT_MARKER).touch()
+            os.makedirs(CACHE_MOUNTPOINT, mode=0o700)
+
+    def _release_mountpoint(self) -> list[str]:
+        if self.lock_fd is None:
+            return []
+        problems = []
+        try:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            pass  # another test still uses it; the last one removes it
+        else:
+            if os.path.exists(MOUNTPOINT_MARKER):
+                try:
+                    os.rmdir(CACHE_MOUNTPOINT)
+                    os.unlink(MOUNTPOINT_MARKER)
+                except OSError as e:
+                    problems.append(f"{CACHE_MOUNTPOINT} (created by this test): {e}")
+        finally:
+            os.close(self.lock_fd)
+            self.lock_fd = None
         return problems
 
     def _remove_cgroups(self) -> list[str]:
