@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from . import generic
-from ._common import Ctx, expect_error, nsmod, ok_result, ok_silent, parse_error, reservations
+from ._common import SPEC_CODES, Ctx, expect_error, nsmod, ok_result, ok_silent, parse_error, reservations
 
 DEL_FIX = "make DEL best effort: succeed when things are already gone, and release the IPAM state"
 GC_KEY, GC_OLD_KEY = "cni.dev/valid-attachments", "cni.dev/attachments"
@@ -287,7 +287,7 @@ def x04(ctx: Ctx) -> None:
         ctx.warn("ADD with CNI_NETNS = the plugin's own netns was accepted (newer reference skel refuses "
                  "it with code 8)")
     else:
-        expect_error(ctx, r, None, "ADD with CNI_NETNS = the plugin's own netns")
+        expect_error(ctx, r, SPEC_CODES | {8}, "ADD with CNI_NETNS = the plugin's own netns")
     left = reservations(ctx)
     new_links = set(nsmod.links(ctx.host)) - before - {ctx.bridge}
     if left or new_links:
