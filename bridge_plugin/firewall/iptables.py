@@ -89,7 +89,9 @@ def _parse_rule(line: str) -> Rule | None:
         return None
     chain = tokens[1]
     spec = line.split(None, 2)[2] if len(line.split(None, 2)) > 2 else ""
-    target = source = comment = None
+    target: str | None = None
+    source: IPInterface | None = None
+    comment: str | None = None
     i = 2
     while i < len(tokens):
         tok, nxt = tokens[i], (tokens[i + 1] if i + 1 < len(tokens) else None)
@@ -140,17 +142,14 @@ def plan_setup(table: NatTable, att: Attachment, family: int, ips: Sequence[IPIn
     chain, comment = ipt_chain(att), _quote(ipt_comment(att))
     tag = f"-m comment --comment {comment}"
     lines = [f":{chain} - [0:0]"]  # creates the chain, or flushes it if it exists
-    subnets: list[str] = []
-    for ip in ips:
-        if str(ip.network) not in subnets:
-            subnets.append(str(ip.network))
+    subnets = dict.fromkeys(str(ip.network) for ip in ips)
     lines += [f"-A {chain} -d {net} {tag} -j ACCEPT" for net in subnets]
     lines.append(f"-A {chain} ! -d {MULTICAST[family]} {tag} -j MASQUERADE")
     served: set[IPInterface] = set()
     for rule in table.jumps_to(chain):
-        ip = next((ip for ip in ips if _jump_serves(rule, ip)), None)
-        if rule.chain == "POSTROUTING" and ip is not None and ip not in served:
-            served.add(ip)  # keep the first jump per IP
+        match = next((ip for ip in ips if _jump_serves(rule, ip)), None)
+        if rule.chain == "POSTROUTING" and match is not None and match not in served:
+            served.add(match)  # keep the first jump per IP
         else:
             lines.append(rule.delete_line())  # a duplicate, or an IP this attachment no longer has
     for ip in dict.fromkeys(ips):
