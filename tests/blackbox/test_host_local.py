@@ -264,3 +264,35 @@ def test_random_input_never_crashes(host_local, tmp_path, cfg, env):
         assert out.returncode == 0
         if env["CNI_COMMAND"] != "ADD":
             assert not data.exists(), f"{env['CNI_COMMAND']} created files"
+
+
+def _del_syscalls(host_local, root, reservations):
+    """Syscalls of one exec'd DEL (by strace -c) on a network holding `reservations` other files."""
+    net = root / "net1"
+    net.mkdir(parents=True)
+    for i in range(reservations):
+        (net / f"10.{i // 65536 + 100}.{i // 256 % 256}.{i % 256}").write_bytes(f"other{i}\r\neth0".encode())
+    c = conf(root, ranges=[[{"subnet": "10.0.0.0/16"}]])
+    assert call(host_local, "ADD", c, cid="target").ok
+    env = cni_env("DEL", "target", NETNS, "eth0", "", "/nonexistent")
+    report = root / "strace.txt"
+    proc = subprocess.run(["strace", "-f", "-c", "-o", str(report), host_local], input=json.dumps(c).encode(),
+                          env=env, capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc
+    assert not [n for n in os.listdir(net) if n.startswith("10.0.")]
+    counts = {}
+    for line in report.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 5 and parts[-1] in ("openat", "getdents64", "read", "total"):
+            counts[parts[-1]] = int(parts[3])
+    return counts
+
+
+def test_del_cost_does_not_grow_with_reservations(host_local, tmp_path):
+    """DEL at 10,000 reservations does the same work as at 10 (the reference reads every file)."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    small = _del_syscalls(host_local, tmp_path / "small", 10)
+    large = _del_syscalls(host_local, tmp_path / "large", 10_000)
+    assert large["openat"] == small["openat"] and large.get("getdents64") == small.get("getdents64"), (small, large)
+    assert large["total"] <= small["total"] * 1.2, (small, large)
