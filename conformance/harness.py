@@ -301,42 +301,81 @@ def run_case(case: Case, ctx: Any) -> CaseResult:
     return res
 
 
+def _run_one(case: Case, context_factory: Callable[[Case], Any]) -> CaseResult:
+    """Build the context, run, close; a context that cannot be built is a harness failure."""
+    ctx = None
+    res = CaseResult(case.id, case.suite, case.group, case.title, case.clause, FAIL,
+                     "interrupted", plugin=case.plugin)
+    try:
+        ctx = context_factory(case)
+        res = run_case(case, ctx)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:
+        res = CaseResult(case.id, case.suite, case.group, case.title, case.clause, FAIL,
+                         f"harness error: could not set up the case: {e}", plugin=case.plugin)
+    finally:
+        if ctx is not None:
+            try:
+                ctx.close()
+            except Exception as e:  # cleanup trouble is reported on the case
+                res.warnings.append(f"cleanup: {e}")
+    return res
+
+
 def run(cases: list[Case], context_factory: Callable[[Case], Any], target: str,
         latency: Latency | None = None, progress: Progress | None = None,
-        meta: dict[str, Any] | None = None) -> Report:
-    """Run `cases` in order; each gets a fresh context that is closed even on failure/interrupt."""
+        meta: dict[str, Any] | None = None, jobs: int = 1,
+        exclusive: Callable[[Case], bool] = lambda c: False) -> Report:
+    """Run `cases`; each gets a fresh context that is closed even on failure or interrupt.
+
+    With jobs > 1 the cases that are not `exclusive` run on a thread pool (cases are isolated by
+    their own namespaces and temp dirs); exclusive ones (load and timing sensitive) run alone
+    afterwards. Results are reported in registration order either way.
+    """
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
     latency = latency or Latency()
     started = time.time()
     t0 = time.monotonic()
-    results: list[CaseResult] = []
+    slots: dict[str, CaseResult] = {}
     interrupted = False
+    lock = threading.Lock()
+    stop = threading.Event()
+    counter = [0]
     if progress:
         progress.start(len(cases), target)
-    try:
-        for i, case in enumerate(cases, 1):
-            ctx = None
-            res = CaseResult(case.id, case.suite, case.group, case.title, case.clause, FAIL,
-                             "interrupted", plugin=case.plugin)
-            try:
-                ctx = context_factory(case)
-                res = run_case(case, ctx)
-            except KeyboardInterrupt:
-                raise
-            except Exception as e:  # the context itself could not be built
-                res = CaseResult(case.id, case.suite, case.group, case.title, case.clause, FAIL,
-                                 f"harness error: could not set up the case: {e}",
-                                 plugin=case.plugin)
-            finally:
-                if ctx is not None:
-                    try:
-                        ctx.close()
-                    except Exception as e:  # cleanup trouble is reported on the case
-                        res.warnings.append(f"cleanup: {e}")
-            results.append(res)
+
+    def one(case: Case) -> None:
+        if stop.is_set():
+            return
+        res = _run_one(case, context_factory)
+        with lock:
+            slots[case.id] = res
+            counter[0] += 1
             if progress:
-                progress.done(i, res)
+                progress.done(counter[0], res)
+
+    shared = [c for c in cases if jobs > 1 and not exclusive(c)]
+    alone = [c for c in cases if c not in shared]
+    try:
+        if shared:
+            pool = ThreadPoolExecutor(max_workers=jobs)
+            futures = [pool.submit(one, c) for c in shared]
+            try:
+                for f in futures:
+                    f.result()
+            finally:
+                stop.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+            stop.clear()
+        for case in alone:
+            one(case)
     except KeyboardInterrupt:
+        stop.set()
         interrupted = True
+    results = [slots[c.id] for c in cases if c.id in slots]
     return Report(target, results, latency.summary(), started, time.monotonic() - t0,
                   meta or {}, interrupted)
 

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="concurrency of the stress suite (default 16)")
     p.add_argument("--fault-rounds", type=int, default=6, metavar="N",
                    help="SIGKILL rounds per fault case (default 6)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="run independent cases N at a time (stress/faults always run alone; "
+                        "latency figures are only comparable at --jobs 1)")
     p.add_argument("--timeout", type=float, default=30.0, help="per-invocation timeout in seconds")
     p.add_argument("--strict", action="store_true",
                    help="also exit 1 when a case warned or was skipped")
@@ -92,7 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = harness.run(cases, lambda case: Ctx(target, case.plugin), plugin_dir, target.latency,
                              progress, meta={"parallel": target.parallel, "fault_rounds": target.fault_rounds,
-                                             "cases_selected": len(cases)})
+                                             "cases_selected": len(cases), "jobs": ns.jobs},
+                             jobs=max(1, ns.jobs), exclusive=lambda c: c.suite in ("stress", "faults"))
     finally:
         nsmod.cleanup_all()
     report.meta["result_validation"] = target.schema_mode or "structural checks"
