@@ -468,3 +468,16 @@ def t122(ctx: Ctx) -> None:
         ctx.fail(f"delegate msg lost: {doc['msg']!r}")
     if _host_veths(ctx):
         ctx.warn(f"failed ADD left host veths {_host_veths(ctx)}")
+
+
+@case("X28", "CHECK works for an L2-only bridge (no ipam)", "spec R2.16, R2.17; users #18 (CHECK fails on "
+      "correct setups); reference A.9 delegates CHECK to an empty ipam type",
+      "skip IPAM CHECK when no ipam is configured; check links only")
+def x28(ctx: Ctx) -> None:
+    v = ctx.version()
+    if v in ("0.1.0", "0.2.0", "0.3.0", "0.3.1"):
+        ctx.skip("CHECK needs >= 0.4.0")
+    conf = ctx.conf(isGateway=False)
+    conf.pop("ipam")
+    res = ctx.add(conf)
+    ok_silent(ctx, ctx.exec(None, "CHECK", dict(conf, prevResult=res)), "CHECK of an L2-only attachment")
