@@ -389,3 +389,26 @@ def write_json(report: Report, path: str) -> None:
 def write_junit(report: Report, path: str) -> None:
     with open(path, "wb") as f:
         f.write(report.to_junit())
+
+
+def markdown_comparison(reports: dict[str, dict[str, Any]]) -> str:
+    """Group x implementation table (passed/failed/warned/skipped) from JSON reports (to_json())."""
+    names = list(reports)
+    groups: list[str] = []
+    for doc in reports.values():
+        for g in doc["groups"]:
+            if g not in groups:
+                groups.append(g)
+    head = "| group | " + " | ".join(f"{n} (pass/fail/warn/skip)" for n in names) + " |"
+    lines = [head, "|" + "---|" * (len(names) + 1)]
+
+    def cell(c: dict[str, int] | None) -> str:
+        if not c:
+            return "-"
+        return f"{c[PASS]} / {c[FAIL]} / {c[WARN]} / {c[SKIP]}"
+
+    for g in groups + ["TOTAL"]:
+        cells = [cell(doc["totals"] if g == "TOTAL" else doc["groups"].get(g)) for doc in reports.values()]
+        label = f"**{g}**" if g == "TOTAL" else g
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

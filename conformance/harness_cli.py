@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pycni conformance",
                                 description="Black-box CNI conformance suite for bridge + host-local "
                                             "style plugins (runs everything in private namespaces).")
-    p.add_argument("--plugin-dir", required=True, help="directory holding the plugin executables")
+    p.add_argument("--plugin-dir", help="directory holding the plugin executables")
     p.add_argument("--suite", action="append", choices=SUITES, default=[],
                    help="run only this suite (repeatable; default: all)")
     p.add_argument("--case", action="append", default=[], metavar="ID", help="run only this case ID (repeatable)")
@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true",
                    help="also exit 1 when a case warned or was skipped")
     p.add_argument("--list", action="store_true", help="list the selected cases and exit")
+    p.add_argument("--compare", nargs="+", metavar="NAME=REPORT.json",
+                   help="print a markdown group x implementation table from JSON reports and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-case progress lines")
     return p
 
@@ -67,6 +69,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .cases import load
     from .cases._common import Ctx, Target
 
+    if ns.compare:
+        import json
+
+        docs = {}
+        for item in ns.compare:
+            name, _, path = item.partition("=")
+            with open(path or name, encoding="utf-8") as f:
+                docs[name if path else os.path.basename(name)] = json.load(f)
+        print(harness.markdown_comparison(docs))
+        return 0
+    if not ns.plugin_dir:
+        print("pycni conformance: --plugin-dir is required", file=sys.stderr)
+        return 2
     registry = load()
     try:
         cases = registry.select(ns.suite, ns.case, ns.substrings)

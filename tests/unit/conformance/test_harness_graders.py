@@ -105,5 +105,18 @@ def test_cli_list_and_usage_errors(capsys) -> None:
     assert main(["conformance", "--plugin-dir", "/x", "--case", "NOPE"]) == 2
     assert "unknown case id" in capsys.readouterr().err
     assert main(["conformance", "--plugin-dir", "/x", "-k", "zzzz-nothing"]) == 2
-    with pytest.raises(SystemExit):
-        main(["conformance"])  # --plugin-dir is required
+    assert main(["conformance"]) == 2  # --plugin-dir is required
+    assert "--plugin-dir is required" in capsys.readouterr().err
+
+
+def test_cli_compare_prints_markdown(tmp_path, capsys) -> None:
+    import json
+
+    doc = {"groups": {"env": {"passed": 3, "failed": 1, "warned": 0, "skipped": 0}},
+           "totals": {"passed": 3, "failed": 1, "warned": 0, "skipped": 0}}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    assert main(["conformance", "--compare", f"ref={tmp_path / 'a.json'}", f"ours={tmp_path / 'a.json'}"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "| group | ref (pass/fail/warn/skip) | ours (pass/fail/warn/skip) |"
+    assert out[2] == "| env | 3 / 1 / 0 / 0 | 3 / 1 / 0 / 0 |"
+    assert out[3] == "| **TOTAL** | 3 / 1 / 0 / 0 | 3 / 1 / 0 / 0 |"
