@@ -200,3 +200,22 @@ def test_case_insensitive_keys_and_null_defaults(net: BridgeNet) -> None:
     assert res.ok, res
     assert res.json["interfaces"][0]["name"] == net.bridge
     assert net.delete(conf).ok
+
+
+def test_ipam_route_extras_are_applied(net: BridgeNet) -> None:
+    """The reference drops an IPAM route's mtu/advmss; they are applied here."""
+    conf = net.config(isGateway=True)
+    conf["ipam"]["routes"] = [{"dst": "192.0.2.0/24", "mtu": 1300, "advmss": 1200, "priority": 50}]
+    res = net.add(conf)
+    assert res.ok, res
+    routes = [r for r in net.routes(net.containers[0]) if r["dst"] == "192.0.2.0/24"]
+    assert routes, net.routes(net.containers[0])
+    text = net.containers[0].ip("route", "show", "192.0.2.0/24").stdout
+    assert "mtu 1300" in text and "advmss 1200" in text and "metric 50" in text and "via 10.77.0.1" in text
+    assert net.delete(conf).ok
+
+
+def test_add_with_missing_netns_creates_nothing(net: BridgeNet) -> None:
+    res = net.add(net.config(), netns="/run/netns/does-not-exist-here")
+    assert not res.ok and "failed to open netns" in res.json["msg"]
+    assert net.link(net.host, net.bridge) is None and net.reservations() == []
