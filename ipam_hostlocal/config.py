@@ -195,6 +195,58 @@ def _requested_list(items: list[Any], path: str) -> list[IPAddress]:
     return out
 
 
+# -- Go's JSON key matching ------------------------------------------------------------------------
+_RANGE_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway")
+_ROUTE_KEYS = ("dst", "gw", "mtu", "advmss", "priority", "table", "scope")
+
+
+def _fold(obj: Any, names: tuple[str, ...]) -> Any:
+    """Rename keys that match a field name case-insensitively, as Go's encoding/json accepts them
+    ("RangeStart" sets rangeStart); with several spellings the last one in the object wins, as
+    each assigns the same field in turn."""
+    if not isinstance(obj, dict):
+        return obj
+    lower = {n.lower(): n for n in names}
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        name = key if key in names else lower.get(key.lower(), key)
+        out.pop(name, None)
+        out[name] = value
+    return out
+
+
+def _fold_sets(sets: Any) -> Any:
+    if not isinstance(sets, list):
+        return sets
+    return [[_fold(r, _RANGE_KEYS) for r in rs] if isinstance(rs, list) else rs for rs in sets]
+
+
+def fold_keys(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with every key host-local reads under its documented spelling."""
+    out = _fold(config, ("ipam", "runtimeConfig", "args"))
+    ipam = _fold(out.get("ipam"), ("type", "routes", "dataDir", "resolvConf", "ranges", "reclaimAfterReboot",
+                                   *_RANGE_KEYS))
+    if isinstance(ipam, dict):
+        ipam["ranges"] = _fold_sets(ipam.get("ranges"))
+        if isinstance(ipam.get("routes"), list):
+            ipam["routes"] = [_fold(r, _ROUTE_KEYS) for r in ipam["routes"]]
+        if ipam["ranges"] is None:
+            del ipam["ranges"]
+        out["ipam"] = ipam
+    runtime = _fold(out.get("runtimeConfig"), ("ipRanges", "ips"))
+    if isinstance(runtime, dict):
+        if "ipRanges" in runtime:
+            runtime["ipRanges"] = _fold_sets(runtime["ipRanges"])
+        out["runtimeConfig"] = runtime
+    args = _fold(out.get("args"), ("cni",))
+    if isinstance(args, dict):
+        args["cni"] = _fold(args.get("cni"), ("ips",))
+        if args["cni"] is None:
+            del args["cni"]
+        out["args"] = args
+    return out
+
+
 # -- the whole config ------------------------------------------------------------------------------
 def _typed(config: dict[str, Any], ipam: dict[str, Any], req: Request) -> IPAMConfig:
     version = config.get("cniVersion") or ""
@@ -265,7 +317,7 @@ def load_config(req: Request, use_schema: bool = False) -> IPAMConfig:
     `use_schema=True` runs the schema up front as well (tests use it to compare both paths)."""
     from shared.schema import validate
 
-    config = req.config
+    config = fold_keys(req.config)
     if config.get("ipam") is None:
         raise invalid_config("IPAM config missing 'ipam' key")
     if use_schema:

@@ -103,6 +103,8 @@ SAME_INPUT_CASES = {
                                      {"subnet": "10.1.3.0/30"}]]),
     "tiny /30": dict(ranges=[[{"subnet": "10.1.2.0/30"}]]),
     "gateway mid-range": dict(ranges=[[{"subnet": "10.1.2.0/29", "gateway": "10.1.2.3"}]]),
+    "go key matching": dict(ranges=[[{"Subnet": "10.1.2.0/29", "RANGESTART": "10.1.2.4", "gateway": "10.1.2.6",
+                                      "Gateway": "10.1.2.5"}]]),
 }
 
 

@@ -188,3 +188,14 @@ def test_typed_loader_rejects_whatever_the_schema_rejects(config):
     except CNIError:
         slow_ok = False
     assert fast_ok == slow_ok
+
+
+def test_keys_match_case_insensitively_like_go():
+    conf = load_config(req({"Ranges": [[{"SUBNET": "10.1.2.0/24", "RangeStart": "10.1.2.10", "gateway": "10.1.2.1",
+                                         "Gateway": "10.1.2.9"}]], "DataDir": "/tmp/x"},
+                           runtimeConfig={"IPs": ["10.1.2.20"]}))
+    r = conf.range_sets[0].ranges[0]
+    assert str(r.start) == "10.1.2.10" and str(r.gateway) == "10.1.2.9"  # the last spelling wins
+    assert conf.data_dir == "/tmp/x" and [str(i) for i in conf.requested] == ["10.1.2.20"]
+    err = error_of(req({"RANGES": [[{"Subnet": 5}]]}))
+    assert err.msg == "invalid ipam.ranges[0][0].subnet: 5 is not of type 'string', 'null'"
