@@ -1,0 +1,91 @@
+"""Pure pieces of the handlers and the netlink seam: error translation and collection, fail points."""
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from bridge_plugin import netlink as nl
+from bridge_plugin.handlers import ADD_STEPS, FAIL_ENV, Errors, fail_point
+from shared.errors import CNIError
+from shared.request import Request
+
+
+class FakeNetlinkError(Exception):
+    def __init__(self, code: int) -> None:
+        super().__init__(code, "x")
+        self.code = code
+
+
+def test_mapped_names_the_object_and_the_errno() -> None:
+    with pytest.raises(CNIError) as e:
+        with nl.mapped("failed to add IP addr 10.0.0.2/24 to 'eth0'"):
+            raise FakeNetlinkError(errno.EADDRNOTAVAIL)
+    assert e.value.msg == "failed to add IP addr 10.0.0.2/24 to 'eth0': Cannot assign requested address"
+    assert e.value.code == 999
+
+
+def test_mapped_ignores_listed_errnos_only() -> None:
+    with nl.mapped("x", ignore=(errno.EEXIST,)):
+        raise FakeNetlinkError(errno.EEXIST)
+    with pytest.raises(CNIError):
+        with nl.mapped("x", ignore=(errno.EEXIST,)):
+            raise FakeNetlinkError(errno.ENOENT)
+
+
+def test_mapped_names_the_missing_vlan_feature() -> None:
+    with pytest.raises(CNIError) as e:
+        with nl.mapped("failed to setup vlan tag 5 on interface 'veth0'"):
+            raise FakeNetlinkError(errno.EOPNOTSUPP)
+    assert "CONFIG_BRIDGE_VLAN_FILTERING" in e.value.msg
+
+
+def test_open_missing_netns_is_its_own_error() -> None:
+    with pytest.raises(nl.NetnsNotFound) as e:
+        nl.open_netns("/run/netns/pycni-surely-missing-0")
+    assert "failed to open netns" in e.value.msg
+
+
+def test_errors_collects_and_raises_once() -> None:
+    errs = Errors()
+    errs.run(lambda: None)
+    errs.raise_any()  # nothing collected
+    errs.run(lambda: (_ for _ in ()).throw(CNIError(11, "first", "d1")))
+    errs.run(lambda: 1 / 0)
+    with pytest.raises(CNIError) as e:
+        errs.raise_any()
+    assert e.value.code == 11 and e.value.msg == "first"
+    assert "d1" in e.value.details and "ZeroDivisionError" in e.value.details
+
+
+def test_fail_point_reads_only_the_request_env() -> None:
+    req = Request(command="ADD", env={FAIL_ENV: "veth"})
+    fail_point(req, "bridge")
+    with pytest.raises(CNIError) as e:
+        fail_point(req, "veth")
+    assert e.value.msg == "injected failure after step 'veth'"
+    assert len(set(ADD_STEPS)) == len(ADD_STEPS)
+
+
+def test_random_veth_names() -> None:
+    names = {nl.random_veth_name() for _ in range(50)}
+    assert len(names) == 50 and all(len(n) == 12 and n.startswith("veth") for n in names)
+    int(next(iter(names))[4:], 16)
+
+
+def test_global_unicast_like_go() -> None:
+    import ipaddress
+
+    assert nl._global_unicast(ipaddress.ip_address("10.0.0.2"))
+    assert nl._global_unicast(ipaddress.ip_address("fd00::2"))
+    assert not nl._global_unicast(ipaddress.ip_address("fe80::1"))
+    assert not nl._global_unicast(ipaddress.ip_address("127.0.0.1"))
+
+
+def test_handlers_import_no_pyroute2() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, bridge_plugin.main; print('pyroute2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
