@@ -309,20 +309,18 @@ def set_port_flags(ipr: Any, link: Link, hairpin: bool, isolated: bool) -> None:
 
 def setup_port_vlans(ipr: Any, link: Link, vlan: int, vlans: Sequence[int], preserve_default: bool) -> None:
     """Access VLAN (pvid, untagged) and trunk VIDs on the host port; needs bridge VLAN filtering."""
-    from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: F401 - ensures the bridge NLAs load
-
     if (vlan or vlans) and not preserve_default:
         with mapped(f"failed to remove default vlan on interface {link.name!r}"):
             ipr.vlan_filter("del", index=link.index, vlan_info={"vid": 1})
     if vlan:
         with mapped(f"failed to setup vlan tag {vlan} on interface {link.name!r}"):
-            ipr.vlan_filter("add", index=link.index, vlan_info={"vid": vlan, "flags": ["pvid", "untagged"]})
+            ipr.vlan_filter("add", index=link.index, vlan_info={"vid": vlan, "pvid": True})
     for vid in vlans:
         with mapped(f"failed to setup vlan tag {vid} on interface {link.name!r}"):
             ipr.vlan_filter("add", index=link.index, vlan_info={"vid": vid})
     if not vlan and vlans:
         with mapped(f"failed to setup default native vlan tag on interface {link.name!r}"):
-            ipr.vlan_filter("add", index=link.index, vlan_info={"vid": 1, "flags": ["pvid", "untagged"]})
+            ipr.vlan_filter("add", index=link.index, vlan_info={"vid": 1, "pvid": True})
 
 
 def delete_link(ipr: Any, index: int, name: str) -> None:
