@@ -106,13 +106,18 @@ def _last_ip(net: IPNetwork) -> IPAddress:
     return last - 1 if net.version == 4 else last
 
 
+class _DecodeError(CNIError):
+    """A value that does not even parse: the reference fails while decoding JSON, before range
+    validation, so the message is not prefixed with "invalid range set N"."""
+
+
 def _opt_ip(raw: dict[str, Any], key: str, path: str) -> Optional[IPAddress]:
     text = _str(raw, key, f"{path}.{key}")
     if text == "":
         return None
     ip = parse_ip(text)
     if ip is None:
-        raise invalid_config(f"invalid {path}.{key}: invalid IP address: {text}")
+        raise _DecodeError(7, f"invalid {path}.{key}: invalid IP address: {text}")
     return ip
 
 
@@ -123,7 +128,7 @@ def canonical_range(raw: dict[str, Any], path: str) -> Range:
         raise invalid_config("IP <nil> not v4 nor v6", f"{path}.subnet is missing")
     iface = parse_cidr(subnet_text)
     if iface is None:
-        raise invalid_config(f"invalid CIDR address: {subnet_text}", f"{path}.subnet")
+        raise _DecodeError(7, f"invalid {path}.subnet: invalid CIDR address: {subnet_text}")
     start_raw = _opt_ip(raw, "rangeStart", path)
     end_raw = _opt_ip(raw, "rangeEnd", path)
     gateway = _opt_ip(raw, "gateway", path)
@@ -289,6 +294,8 @@ def _typed(config: dict[str, Any], ipam: dict[str, Any], req: Request) -> IPAMCo
     for i, (rs, path) in enumerate(sources):
         try:
             sets.append(canonical_range_set(rs, path))
+        except _DecodeError:
+            raise
         except CNIError as e:
             raise invalid_config(f"invalid range set {i}: {e.msg}", e.details) from None
     per_family = [sum(1 for s in sets if s.version == v) for v in (4, 6)]
