@@ -342,16 +342,25 @@ class Store:
                                                               f"does not take the lock {self.path(LOCK_NAME)}") from None
                 created.append(str(ip))
                 self._replace(self.path(f"{LAST_RESERVED_PREFIX}{index}"), str(ip).encode())
-            if new:
-                self._write_index(container_id, ifname, [*held, *(ip for ip, _ in new)])
-            if boot is not None:
-                os.makedirs(self.meta, 0o755, exist_ok=True)
-                self._replace(os.path.join(self.meta, BOOT_MARKER), f"{_BOOT_MAGIC}\n{boot.boot_id}\n".encode(), 0o644)
             self._fsync_dir()
         except OSError as e:
             for name in created:
                 self._unlink(name)
             raise io_error(f"cannot write reservations in {self.dir}", e) from None
+        self._write_bookkeeping(container_id, ifname, [*held, *(ip for ip, _ in new)] if new else None, boot)
+
+    def _write_bookkeeping(self, container_id: str, ifname: str, ips: Optional[list[IPAddress]],
+                           boot: Optional[BootInfo]) -> None:
+        """Best effort: without the index DEL reads every file; without the boot marker the next
+        ADD repeats the reboot check. Neither is worth failing an ADD whose reservation is made."""
+        try:
+            if ips is not None:
+                self._write_index(container_id, ifname, ips)
+            if boot is not None:
+                os.makedirs(self.meta, 0o755, exist_ok=True)
+                self._replace(os.path.join(self.meta, BOOT_MARKER), f"{_BOOT_MAGIC}\n{boot.boot_id}\n".encode(), 0o644)
+        except OSError:
+            pass
 
     def release(self, container_id: str, ifname: str) -> list[IPAddress]:
         """DEL: remove this attachment's reservations. The index answers when it can (each hit is

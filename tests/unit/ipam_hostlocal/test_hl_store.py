@@ -180,3 +180,11 @@ def test_network_dir_creation_failure_is_io_error(tmp_path):
         with s.locked(create=True):
             pass
     assert e.value.code == 5
+
+
+def test_bookkeeping_failure_does_not_fail_the_reservation(tmp_path):
+    s = Store(str(tmp_path), "net1", boot=lambda: BootInfo("b", 0.0))
+    (tmp_path / ".pycni").write_text("not a directory")  # the index and marker cannot be written
+    with s.locked(create=True):
+        s.reserve("c1", "eth0", [(ip("10.1.2.2"), 0)], [], boot=BootInfo("b", 0.0))
+        assert s.release("c1", "eth0") == [ip("10.1.2.2")]  # found by the full scan instead
