@@ -21,7 +21,6 @@ under the lock is a crash leftover and is removed.
 """
 from __future__ import annotations
 
-import errno
 import os
 import re
 import signal
@@ -322,8 +321,8 @@ class Store:
     def _drop_index(self, container_id: str, ifname: str) -> None:
         try:
             os.unlink(os.path.join(self.meta, INDEX_DIR, index_name(container_id, ifname)))
-        except FileNotFoundError:
-            pass
+        except OSError:
+            pass  # best effort: a stale entry is never trusted (hits are verified)
 
     def reserve(self, container_id: str, ifname: str, new: list[tuple[IPAddress, int]],
                 held: list[IPAddress], remove: Iterable[str] = (), boot: Optional[BootInfo] = None) -> None:
@@ -393,21 +392,16 @@ class Store:
 
     def prune_index(self, scan: Scan) -> None:
         """Drop index entries whose attachment holds no reservation any more (e.g. the reference
-        released it); they are harmless, since every hit is verified, but they take space."""
+        released it). Best effort: stale entries are harmless, since every hit is verified."""
         index_dir = os.path.join(self.meta, INDEX_DIR)
         try:
             names = os.listdir(index_dir)
-        except FileNotFoundError:
+        except OSError:
             return
-        except OSError as e:
-            raise io_error(f"cannot list {index_dir}", e) from None
         live = {index_name(l.container_id, l.ifname) for l in scan.leases.values() if l.ifname is not None}
         for name in names:
             if name not in live:
                 try:
                     os.unlink(os.path.join(index_dir, name))
-                except FileNotFoundError:
+                except OSError:
                     pass
-                except OSError as e:
-                    if e.errno != errno.EISDIR:
-                        raise io_error(f"cannot prune {index_dir}", e) from None
