@@ -30,15 +30,18 @@ def open_store(conf: IPAMConfig) -> Store:
     return Store(conf.data_dir, conf.name, boot=lambda: boot_source())
 
 
-def _reclaimable(store: Store, scan: Scan, conf: IPAMConfig) -> tuple[list[str], set[IPAddress], Optional[BootInfo]]:
+def _reclaimable(store: Store, scan: Scan, conf: IPAMConfig,
+                 keep: Callable[[Lease], bool] = lambda lease: False
+                 ) -> tuple[list[str], set[IPAddress], Optional[BootInfo]]:
     """Files an ADD may reuse: garbage from a crashed writer, our own temp leftovers, and (unless
-    switched off) reservations made before the current boot."""
+    switched off) reservations made before the current boot, except those `keep` says are the
+    caller's own (a container restarted after a reboot keeps its address)."""
     names = list(scan.garbage) + list(scan.leftovers)
     stale: set[IPAddress] = set()
     boot = None
     if conf.reclaim_after_reboot:
         old, boot = store.stale_since_boot(scan)
-        stale = {l.ip for l in old}
+        stale = {l.ip for l in old if not keep(l)}
         names += [str(ip) for ip in stale]
     return names, stale, boot
 
@@ -57,7 +60,8 @@ def cmd_add(req: Request) -> Result:
         plan(list(conf.range_sets), {}, [], list(conf.requested), {}, req.container_id)
     with store.locked(create=True):
         scan = store.scan()
-        remove, stale, boot = _reclaimable(store, scan, conf)
+        own = {l.ip for l in scan.owned_by(req.container_id, req.ifname)}
+        remove, stale, boot = _reclaimable(store, scan, conf, keep=lambda lease: lease.ip in own)
         live = {ip: l for ip, l in scan.leases.items() if ip not in stale}
         mine = [l.ip for l in Scan(live).owned_by(req.container_id, req.ifname)]
         last = {i: store.last_reserved(i) for i in range(len(conf.range_sets))}

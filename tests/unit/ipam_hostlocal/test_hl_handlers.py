@@ -211,6 +211,16 @@ def test_reservations_from_before_a_reboot(tmp_path, monkeypatch, reclaim):
         assert rc == 1 and body["code"] == 100
 
 
+def test_a_container_readded_after_a_reboot_keeps_its_address(tmp_path, monkeypatch):
+    c = conf(tmp_path, [[{"subnet": "10.1.2.0/29"}]])
+    run("ADD", c, cid="other")
+    _, first = run("ADD", c, cid="podman1")
+    monkeypatch.setattr(handlers, "boot_source", lambda: BootInfo("a-new-boot", time.time() + 1))
+    rc, again = run("ADD", c, cid="podman1")
+    assert rc == 0 and again == first
+    assert sorted(reservations(tmp_path)) == ["10.1.2.3", "last_reserved_ip.0"]  # "other" was reclaimed
+
+
 def test_resolv_conf(tmp_path):
     rc_file = tmp_path / "resolv.conf"
     rc_file.write_text("nameserver 192.0.2.53\nsearch example.org\n")
