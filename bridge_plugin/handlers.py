@@ -67,20 +67,21 @@ def cmd_add(req: Request) -> Result:
     fw = None
     if (conf.ip_masq and conf.is_layer3) or conf.macspoofchk:
         fw = _need_firewall("ipMasq" if conf.ip_masq else "macspoofchk")
-    with ExitStack() as undo:
-        result = _add(req, conf, fw, undo)
+    # `resources` (fds, sockets) are always released; `undo` runs only on failure, before them.
+    with ExitStack() as resources, ExitStack() as undo:
+        result = _add(req, conf, fw, undo, resources)
         result.to_json(req.cni_version)  # a result that cannot be printed is a failed ADD: roll back
         fail_point(req, "result")
         undo.pop_all()
     return result
 
 
-def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack) -> Result:
+def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack, resources: ExitStack) -> Result:
     netns_fd = nl.open_netns(req.netns)
-    undo.callback(_close, netns_fd)
+    resources.callback(_close, netns_fd)
     with nl.entered(req.netns):
-        cont = undo.enter_context(nl.rtnl())
-    host = undo.enter_context(nl.rtnl())
+        cont = resources.enter_context(nl.rtnl())
+    host = resources.enter_context(nl.rtnl())
 
     bridge, _created = nl.ensure_bridge(host, conf.bridge, conf.mtu, conf.promisc_mode, conf.vlan_filtering)
     fail_point(req, "bridge")
@@ -108,8 +109,8 @@ def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack) ->
 
     if conf.macspoofchk and fw is not None:
         att = attachment(fw, conf, req)
+        undo.callback(_quiet, "spoof-check teardown", fw.teardown_spoofcheck, att)  # also after a partial setup
         fw.setup_spoofcheck(att, veth.name, cont_link.mac)
-        undo.callback(_quiet, "spoof-check teardown", fw.teardown_spoofcheck, att)
         fail_point(req, "spoofcheck")
 
     if conf.is_layer3:

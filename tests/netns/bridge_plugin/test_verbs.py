@@ -138,3 +138,35 @@ def test_status(net: BridgeNet) -> None:
 def test_status_and_gc_need_1_1_0(net: BridgeNet) -> None:
     out = net.call("STATUS", net.config("1.0.0"), cid="", netns="", ifname="")
     assert not out.ok and out.json["code"] == 1
+
+
+def _add_del_counting_fds(env_add: dict, env_del: dict, stdin: bytes) -> tuple[int, int, int]:
+    import os
+
+    from bridge_plugin.main import PLUGIN
+    from shared import skel
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    skel.run(PLUGIN, env_add, lambda: stdin)  # warm up lazy imports
+    skel.run(PLUGIN, env_del, lambda: stdin)
+    before = fds()
+    codes = 0
+    for _ in range(3):
+        codes += skel.run(PLUGIN, env_add, lambda: stdin).exit_code
+        codes += skel.run(PLUGIN, env_del, lambda: stdin).exit_code
+    return before, fds(), codes
+
+
+def test_no_fd_leak_across_invocations(net: BridgeNet) -> None:
+    """A long-lived process (the warm `pycni serve` path) runs many ADD/DEL: sockets and fds are closed."""
+    from tests.support.netns import run_in
+
+    conf = json.dumps(net.config(isGateway=True)).encode()
+    path = net.containers[0].path
+    before, after, codes = run_in(net.host, _add_del_counting_fds, net.env("ADD", "c1", path),
+                                  net.env("DEL", "c1", path), conf)
+    assert codes == 0
+    assert after == before
+    net.assert_clean()
