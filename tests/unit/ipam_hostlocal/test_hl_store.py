@@ -188,3 +188,12 @@ def test_bookkeeping_failure_does_not_fail_the_reservation(tmp_path):
     with s.locked(create=True):
         s.reserve("c1", "eth0", [(ip("10.1.2.2"), 0)], [], boot=BootInfo("b", 0.0))
         assert s.release("c1", "eth0") == [ip("10.1.2.2")]  # found by the full scan instead
+
+
+def test_last_reserved_is_parsed_untrimmed_like_the_reference(store):
+    with store.locked(create=True):
+        store.reserve("c1", "eth0", [(ip("10.1.2.5"), 0)], [])
+        assert store.last_reserved(0) == ip("10.1.2.5")
+        open(store.path("last_reserved_ip.0"), "w").write("10.1.2.5\n")
+        assert store.last_reserved(0) is None  # the round robin restarts, as in the reference
+        assert store.last_reserved(7) is None
