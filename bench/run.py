@@ -121,12 +121,17 @@ def proc_cpu(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / CLK_TCK
 
 
+SERVER_POOL = 4  # `pycni serve --workers`: idle pre-forked children always present
+
+
 def _children_gone(pid: int, timeout: float = 2.0) -> None:
+    """Wait until the server has reaped the children that served requests (their CPU is then
+    in the server's cutime) and refilled its pool of idle workers."""
     deadline = time.monotonic() + timeout
     path = Path(f"/proc/{pid}/task/{pid}/children")
     while time.monotonic() < deadline:
         try:
-            if not path.read_text().strip():
+            if len(path.read_text().split()) == SERVER_POOL:
                 return
         except OSError:
             return
@@ -384,7 +389,7 @@ def start_server(python: str, sock: str, netns: str, log: Path) -> subprocess.Po
     """`pycni serve` inside its own throw-away namespace (nsenter keeps the mount namespace)."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYCNI_SOCKET": sock}
     proc = subprocess.Popen(["nsenter", f"--net=/run/netns/{netns}", "--", python, "-m", "shared.cli",
-                             "serve", "--socket", sock], cwd=str(ROOT), env=env,
+                             "serve", "--socket", sock, "--workers", str(SERVER_POOL)], cwd=str(ROOT), env=env,
                             stdout=log.open("wb"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -1,11 +1,13 @@
 """`pycni serve`: keep the plugins and their libraries loaded; run each handed-over invocation.
 
 The installed `bridge` and `host-local` executables connect to a root-only unix socket
-(shared/handoff.py has the client and the handshake). For every connection the server forks a child
-that joins the caller's network namespace and working directory, takes over the caller's stdin,
+(shared/handoff.py has the client and the handshake). Every connection is served by its own child
+process that joins the caller's network namespace and working directory, takes over the caller's stdin,
 stdout and stderr, and calls the plugin's own `main()` with the caller's environment: the bytes
 and the exit status are the ones the cold path would have produced, and a crash or a leak in one
-request dies with its child. The parent only accepts, checks SO_PEERCRED and forks.
+request dies with its child. The children are forked ahead of time and wait in accept(); each
+checks SO_PEERCRED (uid 0 only), serves one connection and exits; the parent only keeps the pool
+full.
 
 Socket activation: with LISTEN_PID/LISTEN_FDS set by systemd the first passed fd is used.
 """
@@ -28,6 +30,7 @@ from .handoff import DEFAULT_SOCKET, MAGIC, decode_request
 CLONE_NEWNET = 0x40000000
 REQUEST_TIMEOUT = 5.0  # a client that does not send its request or its b"G" within this is dropped
 MAX_REQUEST = 4 << 20
+DEFAULT_POOL = 4
 PACKAGES = ("shared", "ipam_hostlocal", "bridge_plugin")
 
 
@@ -258,16 +261,32 @@ def serve_connection(conn: socket.socket, names: frozenset[str]) -> None:
     conn.sendall(b"=" + bytes([code]))
 
 
-def _child(conn: socket.socket, listener: socket.socket, names: frozenset[str],
-           hook: Optional[Callable[..., Any]]) -> None:
-    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
-        signal.signal(sig, signal.SIG_DFL)
-    gc.disable()  # short-lived: let exit free everything
-    listener.close()
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+    return int.from_bytes(creds[4:8], sys.byteorder)
+
+
+def _worker(listener: socket.socket, notify: int, names: frozenset[str],
+            hook: Optional[Callable[..., Any]]) -> None:
+    """A pre-forked child: accept one connection, tell the parent, serve it, exit."""
+    for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)  # idle: SIGTERM from the parent simply ends us
+    gc.disable()  # short-lived: exit frees everything
+    _die_with_parent()
     from . import invoke
 
     invoke.in_process = hook
     try:
+        while True:
+            conn, _ = listener.accept()
+            if _peer_uid(conn) == 0:
+                break
+            conn.close()  # not root: refuse, keep waiting
+        # Busy from here: a stopping server lets us finish. If we die before our b"?" the
+        # client falls back to its cold path, which is safe: nothing has run.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.write(notify, os.getpid().to_bytes(4, sys.byteorder))
+        listener.close()
         serve_connection(conn, names)
     except BaseException:
         traceback.print_exc()
@@ -275,21 +294,94 @@ def _child(conn: socket.socket, listener: socket.socket, names: frozenset[str],
         os._exit(0)
 
 
-# --- the accept loop --------------------------------------------------------------------------
+def _die_with_parent() -> None:
+    """An idle worker must not outlive a killed server (it would hold the socket open)."""
+    import ctypes
 
-def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
-    return int.from_bytes(creds[4:8], sys.byteorder)
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _reap(*_: Any) -> None:
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
+class Pool:
+    """Keep `size` idle pre-forked workers blocked in accept() on the listening socket.
+
+    Forking a process with pyroute2 and jsonschema loaded takes milliseconds; doing it ahead of
+    time takes it off the request's path, while every request still gets a fresh process.
+    """
+
+    def __init__(self, listener: socket.socket, size: int) -> None:
+        from .install import EXECUTABLES
+
+        self.listener = listener
+        self.size = max(1, size)
+        self.names = frozenset(EXECUTABLES)
+        self.hook = InProcessDelegates()
+        self.idle: set[int] = set()
+        self.busy: set[int] = set()
+        self.notify_r, self.notify_w = os.pipe2(os.O_CLOEXEC)
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+
+    def _spawn(self) -> None:
+        pid = os.fork()
         if pid == 0:
-            return
+            signal.set_wakeup_fd(-1)
+            for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            os.close(self.notify_r)
+            os.close(self.wake_r)
+            os.close(self.wake_w)
+            _worker(self.listener, self.notify_w, self.names, self.hook)
+        self.idle.add(pid)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, _status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self.idle.discard(pid)
+            self.busy.discard(pid)
+
+    def run(self, ready: Optional[Callable[[], None]] = None) -> None:
+        import select
+
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # only to wake select() via the wakeup fd
+        gc.collect()
+        gc.freeze()  # keep the preloaded objects' pages shared with the children
+        try:
+            for _ in range(self.size):
+                self._spawn()
+            if ready:
+                ready()
+            while True:
+                readable, _, _ = select.select([self.notify_r, self.wake_r], [], [], 1.0)
+                if self.notify_r in readable:
+                    data = os.read(self.notify_r, 4096)
+                    for i in range(0, len(data) - len(data) % 4, 4):
+                        pid = int.from_bytes(data[i:i + 4], sys.byteorder)
+                        self.idle.discard(pid)
+                        self.busy.add(pid)
+                if self.wake_r in readable:
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                self._reap()
+                while len(self.idle) < self.size:
+                    try:
+                        self._spawn()
+                    except OSError as e:
+                        _log(f"fork failed: {e}")  # clients fall back to the cold path meanwhile
+                        break
+        finally:
+            for pid in list(self.idle):  # idle workers hold no request; busy ones finish theirs
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except OSError:
+                    pass
 
 
 def activated_socket() -> Optional[socket.socket]:
@@ -324,35 +416,6 @@ def bind_socket(path: str) -> socket.socket:
     return sock
 
 
-def serve(listener: socket.socket, ready: Optional[Callable[[], None]] = None) -> None:
-    """Accept forever (until SIGTERM/SIGINT)."""
-    from .install import EXECUTABLES
-
-    names = frozenset(EXECUTABLES)
-    hook = InProcessDelegates()
-    signal.signal(signal.SIGCHLD, _reap)
-    gc.collect()
-    gc.freeze()  # keep the preloaded objects' pages shared with the children
-    if ready:
-        ready()
-    while True:
-        try:
-            conn, _ = listener.accept()
-        except OSError as e:
-            _log(f"accept failed: {e}")
-            continue
-        try:
-            if _peer_uid(conn) != 0:
-                continue
-            pid = os.fork()
-            if pid == 0:
-                _child(conn, listener, names, hook)
-        except OSError as e:
-            _log(f"could not serve a request: {e}")  # the client falls back to the cold path
-        finally:
-            conn.close()
-
-
 def _stop(*_: Any) -> None:
     raise SystemExit(0)
 
@@ -366,6 +429,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"listening socket path (default: $PYCNI_SOCKET or {DEFAULT_SOCKET}; "
                              "ignored under socket activation)")
     parser.add_argument("--no-preload", action="store_true", help="do not import the plugins up front")
+    parser.add_argument("--workers", type=int, default=DEFAULT_POOL,
+                        help=f"idle pre-forked workers kept ready (default {DEFAULT_POOL})")
     ns = parser.parse_args(args)
     if os.geteuid() != 0:
         _log("must run as root (it configures network namespaces for root callers)")
@@ -380,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        serve(listener, ready=lambda: _log(f"ready on {path or 'the activated socket'}"))
+        Pool(listener, ns.workers).run(ready=lambda: _log(f"ready on {path or 'the activated socket'}"))
     finally:
         listener.close()
         if path:
