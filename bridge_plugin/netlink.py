@@ -206,9 +206,10 @@ def all_links(ipr: Any) -> list[Link]:
 def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> tuple[Link, bool]:
     """Create the bridge or reuse it (parallel ADDs racing on creation both succeed).
 
-    Returns the bridge and whether this call created it. A bridge made here gets its MAC pinned at
-    once, L2 included, so ports joining and leaving can no longer change it (cni#285, netavark#833).
-    Pinning is not repeated on every ADD: each MAC write flushes the bridge's neighbour table."""
+    Returns the bridge and whether this call created it. A bridge made here, or found without ports,
+    gets its MAC pinned before the first port joins, L2 included, so ports joining and leaving can no
+    longer change it (cni#285, netavark#833). A bridge that already has ports is left alone: each MAC
+    write flushes the bridge's neighbour table, and its MAC was settled when its first port joined."""
     created = False
     existing = find_link(ipr, name)
     if existing is None:
@@ -243,9 +244,14 @@ def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: 
     write_sysctl(f"net/ipv6/conf/{name}/accept_ra", "0", ignore_errors=True)
     with mapped(f"failed to set bridge {name!r} up"):
         ipr.link("set", index=link.index, state="up")
-    if created:
+    if created or not has_ports(ipr, link):
         pin_mac(ipr, link)
     return find_link(ipr, name) or link, created
+
+
+def has_ports(ipr: Any, bridge: Link) -> bool:
+    with mapped(f"failed to list the ports of {bridge.name!r}"):
+        return bool(ipr.get_links(master=bridge.index))
 
 
 def pin_mac(ipr: Any, link: Link) -> None:

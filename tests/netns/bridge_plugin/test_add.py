@@ -159,3 +159,20 @@ def test_reused_ip_is_announced(net2: BridgeNet) -> None:
     assert net2.delete(reused, cid="new", netns=c).ok
     assert net2.delete(conf, cid="keep", netns=keep).ok
     net2.assert_clean()
+
+
+def test_bridge_mac_is_stable_across_ports(net2: BridgeNet) -> None:
+    """An existing port-less L2 bridge gets its MAC pinned before the first port joins (cni#285)."""
+    net2.host.ip("link", "add", net2.bridge, "type", "bridge")
+    mac = net2.link(net2.host, net2.bridge)["address"]
+    conf = net2.config(l3=False)
+    a, b = net2.containers
+    for cid, ns in (("a", a), ("b", b)):
+        res = net2.add(conf, cid=cid, netns=ns)
+        assert res.ok, res
+        assert res.json["interfaces"][0]["mac"] == mac
+        assert net2.link(net2.host, net2.bridge)["address"] == mac
+    assert net2.delete(conf, cid="a", netns=a).ok
+    assert net2.link(net2.host, net2.bridge)["address"] == mac
+    assert net2.delete(conf, cid="b", netns=b).ok
+    assert net2.link(net2.host, net2.bridge)["address"] == mac
