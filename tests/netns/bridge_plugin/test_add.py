@@ -101,16 +101,19 @@ def test_layer2_at_0_2_0_fails_and_rolls_back(net: BridgeNet) -> None:
 
 def test_two_containers_reach_each_other_and_the_gateway(net2: BridgeNet) -> None:
     conf = net2.config(isGateway=True)
+    conf["ipam"] = net2.ipam("10.77.0.0/24", "fd00:77::/64")
     a, b = net2.containers
     ra = net2.add(conf, cid="ca", netns=a)
     rb = net2.add(conf, cid="cb", netns=b)
     assert ra.ok and rb.ok, (ra, rb)
-    ip_a = ra.json["ips"][0]["address"].split("/")[0]
-    ip_b = rb.json["ips"][0]["address"].split("/")[0]
+    ip_a, ip6_a = (ip["address"].split("/")[0] for ip in ra.json["ips"])
+    ip_b, ip6_b = (ip["address"].split("/")[0] for ip in rb.json["ips"])
     assert ip_a != ip_b
     assert tcp_reach(a, b, ip_b)
     assert tcp_reach(b, a, ip_a)
     assert tcp_reach(a, net2.host, "10.77.0.1")
+    assert tcp_reach(a, b, ip6_b)  # no DAD wait in the containers: usable at once
+    assert tcp_reach(b, a, ip6_a)
     assert net2.delete(conf, cid="ca", netns=a).ok
     assert net2.delete(conf, cid="cb", netns=b).ok
     net2.assert_clean()
