@@ -37,7 +37,7 @@ class Range:
         return self.subnet.version
 
     def contains(self, ip: IPAddress) -> bool:
-        return ip.version == self.version and self.start <= ip <= self.end
+        return ip.version == self.version and int(self.start) <= int(ip) <= int(self.end)
 
     def gateway_inside(self) -> bool:
         return self.contains(self.gateway)
@@ -47,7 +47,8 @@ class Range:
         return int(self.end) - int(self.start) + 1 - (1 if self.gateway_inside() else 0)
 
     def overlaps(self, other: Range) -> bool:
-        return self.version == other.version and self.start <= other.end and other.start <= self.end
+        return (self.version == other.version and int(self.start) <= int(other.end)
+                and int(other.start) <= int(self.end))
 
     def __str__(self) -> str:
         return f"{self.start}-{self.end}"

@@ -144,7 +144,8 @@ def canonical_range(raw: dict[str, Any], path: str) -> Range:
         raise invalid_config(f"gateway {gateway} is not of the family of network {net}", f"{path}.gateway")
 
     def inside(ip: IPAddress, lo: Optional[IPAddress], hi: Optional[IPAddress]) -> bool:
-        return ip.version == net.version and ip in net and (lo is None or ip >= lo) and (hi is None or ip <= hi)
+        return (ip.version == net.version and ip in net and (lo is None or int(ip) >= int(lo))
+                and (hi is None or int(ip) <= int(hi)))
 
     if start_raw is not None and not inside(start_raw, None, end_raw):
         raise invalid_config(f"RangeStart {start_raw} not in network {net}", f"{path}.rangeStart")
@@ -214,7 +215,7 @@ def _fold(obj: Any, names: tuple[str, ...]) -> Any:
     lower = {n.lower(): n for n in names}
     out: dict[str, Any] = {}
     for key, value in obj.items():
-        name = key if key in names else lower.get(key.lower(), key)
+        name = str(key) if key in names else lower.get(str(key).lower(), str(key))
         out.pop(name, None)
         out[name] = value
     return out
@@ -228,7 +229,7 @@ def _fold_sets(sets: Any) -> Any:
 
 def fold_keys(config: dict[str, Any]) -> dict[str, Any]:
     """The config with every key host-local reads under its documented spelling."""
-    out = _fold(config, ("ipam", "runtimeConfig", "args"))
+    out: dict[str, Any] = _fold(config, ("ipam", "runtimeConfig", "args"))
     ipam = _fold(out.get("ipam"), ("type", "routes", "dataDir", "resolvConf", "ranges", "reclaimAfterReboot",
                                    *_RANGE_KEYS))
     if isinstance(ipam, dict):
