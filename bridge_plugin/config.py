@@ -8,7 +8,7 @@ is checked here, before any side effect.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from shared.args import parse_cni_args
@@ -97,10 +97,10 @@ def _get_bool(raw: Mapping[str, Any], key: str, default: bool = False) -> bool:
     return value
 
 
-def _get_int(raw: Mapping[str, Any], key: str, default: int = 0) -> int | None:
+def _get_int(raw: Mapping[str, Any], key: str, default: int | None = 0) -> int | None:
     value = raw.get(key.lower())
     if value is None:
-        return None if default is None else default  # type: ignore[redundant-expr]
+        return default
     if isinstance(value, bool) or not isinstance(value, int):
         raise _type_error(key, value, "int")
     return value
@@ -139,9 +139,9 @@ def collect_vlan_trunk(raw_trunk: Any) -> tuple[tuple[int, ...], bool]:
         if not isinstance(item, dict):
             raise _type_error(f"vlanTrunk[{i}]", item, "VlanTrunk")
         entry = _fold(item)
-        min_id = _get_int(entry, "minID", None)  # type: ignore[arg-type]
-        max_id = _get_int(entry, "maxID", None)  # type: ignore[arg-type]
-        one_id = _get_int(entry, "id", None)  # type: ignore[arg-type]
+        min_id = _get_int(entry, "minID", None)
+        max_id = _get_int(entry, "maxID", None)
+        one_id = _get_int(entry, "id", None)
         if min_id is not None and max_id is not None:
             if not 1 <= min_id <= MAX_VLAN:
                 raise invalid_config("incorrect trunk minID parameter", f"vlanTrunk[{i}].minID = {min_id}: must be 1..4094")
@@ -272,8 +272,6 @@ def load_conf(config: Mapping[str, Any], cni_args: str = "", strict: bool = True
     if strict:
         _validate(conf)
     if conf.is_default_gateway and not conf.is_gateway:
-        from dataclasses import replace
-
         conf = replace(conf, is_gateway=True)
     return conf
 

@@ -8,6 +8,7 @@ best effort: it runs every step, collects the errors and raises once.
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -217,8 +218,6 @@ def _undo_veth(host: Any, veth: nl.Link) -> None:
 
 
 def _close(fd: int) -> None:
-    import os
-
     try:
         os.close(fd)
     except OSError:
