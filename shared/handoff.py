@@ -7,9 +7,9 @@ namespace and its working directory travel to the server with SCM_RIGHTS, so whe
 stdin is untouched and the cold path reads it exactly as it would have.
 
 Handshake (one request, at most one run):
-  client -> server   request frame + fds
+  client -> server   request frame + fds of our netns and cwd
   server -> client   b"?"  "I am in your namespace and about to run; may I?"  (or b"N": declined)
-  client -> server   b"G"  the client commits; from here on it never falls back
+  client -> server   b"G" + fds 0, 1, 2: the client commits; from here on it never falls back
   server -> client   b"=" + status byte, after stdout/stderr were written and flushed
 Before b"G" the server does nothing with the request, so a client that gives up (no server, nobody
 listening, no b"?" in time, b"N", any error) can run the cold path safely. After b"G" the client
@@ -61,6 +61,11 @@ def _peer_uid(sock) -> int:
     return int.from_bytes(creds[4:8], sys.byteorder)
 
 
+def _rights(_socket, fds: list) -> tuple:
+    return (_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
+            b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in fds))
+
+
 def _recv_byte(sock) -> bytes:
     try:
         return sock.recv(1)
@@ -105,14 +110,15 @@ def handoff(name: str) -> "int | None":
         sock.connect(path)
         if _peer_uid(sock) != 0:
             return None  # only a root server may run our requests
-        ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS,
-                      b"".join(fd.to_bytes(4, sys.byteorder, signed=True) for fd in [0, 1, 2] + fds))]
-        sent = sock.sendmsg([frame], ancillary)
+        sent = sock.sendmsg([frame], [_rights(_socket, fds)])
         if sent < len(frame):
             sock.sendall(frame[sent:])
         if _recv_byte(sock) != b"?":
             return None  # declined, refused, too slow or gone: nothing ran
-        sock.sendall(b"G")
+        # stdio travels only now: a server that never answers must not hold our stdout open
+        # (the runtime reads it until EOF).
+        if sock.sendmsg([b"G"], [_rights(_socket, [0, 1, 2])]) != 1:
+            return None
     except (OSError, ValueError):
         if sock is not None:
             sock.close()

@@ -170,15 +170,20 @@ def _setns(fd: int) -> None:
         raise OSError(err, os.strerror(err), "setns")
 
 
-def _read_request(conn: socket.socket) -> tuple[bytes, list[int]]:
-    header = len(MAGIC) + 4
-    data, ancdata, _flags, _addr = conn.recvmsg(65536, socket.CMSG_SPACE(16 * 4))
+def _recv_fds(conn: socket.socket, size: int, max_fds: int) -> tuple[bytes, list[int]]:
+    data, ancdata, _flags, _addr = conn.recvmsg(size, socket.CMSG_SPACE(max_fds * 4))
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             usable = len(payload) - len(payload) % 4
             fds += [int.from_bytes(payload[i:i + 4], sys.byteorder, signed=True)
                     for i in range(0, usable, 4)]
+    return data, fds
+
+
+def _read_request(conn: socket.socket) -> tuple[bytes, list[int]]:
+    header = len(MAGIC) + 4
+    data, fds = _recv_fds(conn, 65536, 16)
     while len(data) < header:
         chunk = conn.recv(header - len(data))
         if not chunk:
@@ -211,6 +216,13 @@ def _take_over_stdio(stdin: int, stdout: int, stderr: int) -> None:
     sys.stderr = open(2, "w", closefd=False)
 
 
+def _release_stdio() -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+
+
 def _run_main(name: str) -> int:
     """What the launcher's `sys.exit(main())` would have exited with."""
     try:
@@ -239,14 +251,15 @@ def serve_connection(conn: socket.socket, names: frozenset[str]) -> None:
     payload, fds = _read_request(conn)
     try:
         name, umask, mnt_id, env = decode_request(payload)
-        if name not in names or len(fds) != 5 or mnt_id != _own_mnt_id():
+        if name not in names or len(fds) != 2 or mnt_id != _own_mnt_id():
             conn.sendall(b"N")  # different mount namespace: paths would mean something else
             return
-        stdin, stdout, stderr, netns, cwd = fds
+        netns, cwd = fds
         _setns(netns)
         os.fchdir(cwd)
         conn.sendall(b"?")
-        if conn.recv(1) != b"G":
+        go, stdio = _recv_fds(conn, 1, 3)
+        if go != b"G" or len(stdio) != 3:
             return  # the client gave up and runs the cold path itself
     except (OSError, ValueError, ConnectionError):
         return
@@ -254,10 +267,11 @@ def serve_connection(conn: socket.socket, names: frozenset[str]) -> None:
     os.umask(umask)
     os.environ.clear()
     os.environ.update(env)
-    _take_over_stdio(stdin, stdout, stderr)
-    for fd in fds:
+    _take_over_stdio(*stdio)
+    for fd in fds + stdio:
         os.close(fd)
     code = _run_main(name)
+    _release_stdio()  # the caller's stdout reaches EOF as soon as its launcher exits
     conn.sendall(b"=" + bytes([code]))
 
 
