@@ -1,0 +1,131 @@
+"""The warm path's pure parts: request framing, launcher recognition, preload discovery, socket
+activation, and the launcher's cheap import footprint."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared import handoff, server
+from shared.install import EXECUTABLES, install, render_launcher
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_request_round_trip_keeps_every_byte() -> None:
+    env = {b"CNI_COMMAND": b"ADD", b"CNI_ARGS": b"K8S_POD_NAME=a=b;X=", b"EMPTY": b"",
+           b"RAW": b"\xff\xfe latin", b"BAD\0KEY": b"dropped"}
+    frame = handoff.encode_request("bridge", 0o027, b"4:4026531841", env)
+    assert frame.startswith(handoff.MAGIC)
+    size = int.from_bytes(frame[len(handoff.MAGIC):len(handoff.MAGIC) + 4], "big")
+    body = frame[len(handoff.MAGIC) + 4:]
+    assert size == len(body)
+    name, umask, mnt, decoded = handoff.decode_request(body)
+    assert (name, umask, mnt) == ("bridge", 0o027, b"4:4026531841")
+    assert decoded == {"CNI_COMMAND": "ADD", "CNI_ARGS": "K8S_POD_NAME=a=b;X=", "EMPTY": "",
+                       "RAW": os.fsdecode(b"\xff\xfe latin")}
+    assert os.fsencode(decoded["RAW"]) == b"\xff\xfe latin"  # surrogateescape: exact bytes again
+
+
+@pytest.mark.parametrize("value", ["off", ""])
+def test_handoff_disabled(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("PYCNI_SOCKET", value)
+    assert handoff.handoff("host-local") is None
+
+
+def test_handoff_without_a_socket_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PYCNI_SOCKET", str(tmp_path / "absent.sock"))
+    assert handoff.handoff("host-local") is None
+    (tmp_path / "plain").write_text("not a socket")
+    monkeypatch.setenv("PYCNI_SOCKET", str(tmp_path / "plain"))
+    assert handoff.handoff("host-local") is None
+
+
+def test_handoff_to_a_socket_nobody_listens_on(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    path = tmp_path / "dead.sock"
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(path))
+    try:
+        monkeypatch.setenv("PYCNI_SOCKET", str(path))
+        assert handoff.handoff("host-local") is None
+    finally:
+        s.close()
+
+
+def test_default_socket_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PYCNI_SOCKET", raising=False)
+    assert handoff.socket_path() == "/run/pycni/pycni.sock"
+
+
+def test_imports_inside_functions_are_found(tmp_path: Path) -> None:
+    src = tmp_path / "m.py"
+    src.write_text("import os\n\ndef f():\n    from pyroute2 import IPRoute\n    import jsonschema.validators\n"
+                   "    from . import sibling\n")
+    assert server._imports_of(src) == {"os", "pyroute2", "pyroute2.IPRoute", "jsonschema.validators"}
+
+
+def test_launchers_are_recognised_exactly(tmp_path: Path) -> None:
+    paths = install(str(tmp_path))
+    delegates = server.InProcessDelegates()
+    for path in paths:
+        plugin = delegates.plugin_for(path)
+        assert plugin is not None and plugin.name == Path(path).name
+    edited = tmp_path / "edited"
+    edited.write_text(render_launcher("host-local") + "# changed\n")
+    other_python = tmp_path / "other"
+    other_python.write_text(render_launcher("host-local", "/usr/bin/python3"))
+    script = tmp_path / "script"
+    script.write_text("#!/bin/sh\necho {}\n")
+    for candidate in (edited, other_python, script, tmp_path / "missing"):
+        assert delegates.plugin_for(str(candidate)) is None, candidate
+
+
+def test_in_process_delegate_runs_the_plugin(tmp_path: Path) -> None:
+    binary = install(str(tmp_path))[list(EXECUTABLES).index("host-local")]
+    outcome = server.InProcessDelegates()(binary, {"CNI_COMMAND": "VERSION"}, b"")
+    assert outcome.exit_code == 0 and "supportedVersions" in json.loads(outcome.stdout)
+    assert server.InProcessDelegates()(str(tmp_path / "nope"), {}, b"") is None
+
+
+def test_socket_activation(tmp_path: Path) -> None:
+    """LISTEN_PID/LISTEN_FDS: the listening socket is fd 3 and the variables are consumed."""
+    s = socket.socket(socket.AF_UNIX)
+    s.bind(str(tmp_path / "act.sock"))
+    s.listen(1)
+    code = ("import os, sys; sys.path.insert(0, %r); from shared.server import activated_socket; "
+            "l = activated_socket(); print(l.getsockname(), l.fileno(), 'LISTEN_FDS' in os.environ)" % str(ROOT))
+    out = subprocess.run(["bash", "-c", f'exec 3<&{s.fileno()}; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" -c "$1"',
+                          sys.executable, code], pass_fds=(s.fileno(),), capture_output=True, text=True, check=True)
+    s.close()
+    assert out.stdout.split() == [str(tmp_path / "act.sock"), "3", "False"]
+
+
+def test_no_activation_for_another_pid(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LISTEN_PID", "1")
+    monkeypatch.setenv("LISTEN_FDS", "1")
+    assert server.activated_socket() is None
+
+
+def test_bound_socket_is_root_only(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "pycni.sock"
+    s = server.bind_socket(str(path))
+    try:
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert path.parent.stat().st_mode & 0o777 == 0o700
+    finally:
+        s.close()
+
+
+def test_launcher_hand_off_imports_nothing_heavy(tmp_path: Path) -> None:
+    """The launcher's first step must stay cheap: no json, enum, socket module or plugin code."""
+    code = ("import sys; sys.path[:0] = [%r]; before = set(sys.modules); import shared.handoff as h; "
+            "import os; os.environ['PYCNI_SOCKET'] = %r; h.handoff('host-local'); "
+            "print(' '.join(sorted(set(sys.modules) - before)))" % (str(ROOT), str(tmp_path / "none")))
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, check=True)
+    frozen_os = {"os", "os.path", "posixpath", "genericpath", "stat", "_stat", "_collections_abc"}
+    assert set(out.stdout.split()) <= {"shared", "shared.handoff", "_socket"} | frozen_os, out.stdout
