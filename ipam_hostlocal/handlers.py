@@ -69,6 +69,8 @@ def cmd_add(req: Request) -> Result:
         new = [(a.ip, a.index) for a in allocations if a.new]
         if new or remove or boot is not None:
             store.reserve(req.container_id, req.ifname, new, mine, remove, boot)
+        elif mine and set(store.index_lookup(req.container_id, req.ifname)) != set(mine):
+            store.remember(req.container_id, req.ifname, mine)  # e.g. a lease the reference made
     ips = [IPConfig(address=ipaddress.ip_interface(f"{a.ip}/{a.range.subnet.prefixlen}"), gateway=a.range.gateway)
            for a in allocations]
     return Result(ips=ips, routes=list(conf.routes), dns=dns)

@@ -346,7 +346,12 @@ class Store:
             for name in created:
                 self._unlink(name)
             raise io_error(f"cannot write reservations in {self.dir}", e) from None
-        self._write_bookkeeping(container_id, ifname, [*held, *(ip for ip, _ in new)] if new else None, boot)
+        ips = [*held, *(ip for ip, _ in new)]
+        self._write_bookkeeping(container_id, ifname, ips or None, boot)
+
+    def remember(self, container_id: str, ifname: str, ips: list[IPAddress]) -> None:
+        """Index an existing lease (one found by a scan), so its DEL need not scan."""
+        self._write_bookkeeping(container_id, ifname, ips, None)
 
     def _write_bookkeeping(self, container_id: str, ifname: str, ips: Optional[list[IPAddress]],
                            boot: Optional[BootInfo]) -> None:

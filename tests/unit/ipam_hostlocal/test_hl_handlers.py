@@ -243,3 +243,15 @@ def test_bad_input_changes_nothing(tmp_path, stdin, code):
         rc, body = run(verb, stdin)
         assert rc == 1 and body["code"] == code, (verb, body)
     assert snapshot(tmp_path) == before
+
+
+def test_repeated_add_indexes_a_lease_the_reference_made(tmp_path):
+    c = conf(tmp_path)
+    d = tmp_path / "net1"
+    d.mkdir()
+    (d / "10.1.2.9").write_bytes(b"c1\r\neth0")  # as the reference writes it: no index entry
+    before = (d / "10.1.2.9").stat().st_mtime_ns
+    rc, body = run("ADD", c)
+    assert rc == 0 and body["ips"][0]["address"] == "10.1.2.9/24"
+    assert (tmp_path / ".pycni" / "net1" / "leases" / "c1@eth0").read_text().split("\n")[3] == "10.1.2.9"
+    assert (d / "10.1.2.9").stat().st_mtime_ns == before
