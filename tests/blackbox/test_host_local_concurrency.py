@@ -45,3 +45,35 @@ def test_64_parallel_adds_then_dels(plugin_dir, tmp_path):
     for p in dels:
         assert finish(p) == b""
     assert sorted(os.listdir(d)) == ["last_reserved_ip.0", "last_reserved_ip.1", "lock"]
+
+
+def test_sigkill_mid_add_leaves_no_empty_or_partial_reservation(plugin_dir, tmp_path):
+    """Kill ADDs at random moments: every reservation file that exists is complete, and the
+    network stays usable (a later ADD succeeds, GC with no valid attachments empties it)."""
+    import random
+    import signal
+    import time
+
+    binary = str(plugin_dir / "host-local")
+    config = {"cniVersion": "1.1.0", "name": "crashy",
+              "ipam": {"type": "host-local", "dataDir": str(tmp_path), "ranges": [[{"subnet": "10.30.0.0/24"}]]}}
+    rng = random.Random(1234)
+    for round_ in range(24):
+        p = start(binary, "ADD", config, f"k{round_}")
+        time.sleep(rng.uniform(0.0, 0.15))
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=60)
+        p.stdout.close()
+        p.stderr.close()
+    d = tmp_path / "crashy"
+    if d.exists():
+        for name in os.listdir(d):
+            if name[0].isdigit() and not name.startswith("last"):
+                content = (d / name).read_bytes()
+                assert content.startswith(b"k") and content.endswith(b"\r\neth0"), (name, content)
+    after = json.loads(finish(start(binary, "ADD", config, "survivor")))
+    assert after["ips"][0]["address"].startswith("10.30.0.")
+    assert not [n for n in os.listdir(d) if n.startswith(".pycni-tmp")]
+    gc = start(binary, "GC", config, "gc")
+    assert finish(gc) == b""
+    assert sorted(os.listdir(d)) == ["last_reserved_ip.0", "lock"]
