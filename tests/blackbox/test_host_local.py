@@ -201,8 +201,8 @@ def test_data_dir_is_a_symlink(host_local, tmp_path):
 
 
 def test_unwritable_data_dir(host_local, tmp_path):
-    """A real read-only dataDir (a read-only bind mount in a private mount namespace): ADD fails
-    with code 5, STATUS says 50, and nothing changes."""
+    """A real read-only dataDir (a read-only bind mount in a private mount namespace): ADD and DEL
+    fail with code 5, STATUS says 50, and nothing changes."""
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         pytest.skip("needs root and unshare(1) for a private read-only bind mount")
     data = tmp_path / "ro"
@@ -210,11 +210,12 @@ def test_unwritable_data_dir(host_local, tmp_path):
     probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
     if probe.returncode:
         pytest.skip(f"cannot create a mount namespace: {probe.stderr.decode().strip()}")
+    assert call(host_local, "ADD", conf(data), cid="held").ok  # a reservation DEL will fail to release
     before = snapshot(tmp_path)
-    for verb, code in (("ADD", 5), ("STATUS", 50)):
+    for verb, code in (("ADD", 5), ("STATUS", 50), ("DEL", 5)):
         script = (f"mount --make-rprivate / && mount --bind {data} {data} && "
                   f"mount -o remount,bind,ro {data} && exec {host_local}")
-        env = cni_env(verb, "c1", NETNS, "eth0", "", "/x")
+        env = cni_env(verb, "held" if verb == "DEL" else "c1", NETNS, "eth0", "", "/x")
         proc = subprocess.run(["unshare", "-m", "sh", "-c", script], input=json.dumps(conf(data)).encode(),
                               env=env, capture_output=True, timeout=60)
         body = json.loads(proc.stdout)
