@@ -8,7 +8,7 @@ from ..harness import Case, Registry
 REGISTRY = Registry()
 PLUGINS = ("host-local", "bridge")
 _SHORT = {"host-local": "hl", "bridge": "br"}
-MODULES = ("version", "env", "config", "results", "lifecycle", "ipam", "bridge", "stress",
+MODULES = ("version", "env", "config", "results", "lifecycle", "ipam", "bridge", "runtime", "stress",
            "faults")
 
 
