@@ -32,6 +32,7 @@ REQUEST_TIMEOUT = 5.0  # a client that does not send its request or its b"G" wit
 MAX_REQUEST = 4 << 20
 DEFAULT_POOL = 4
 PACKAGES = ("shared", "ipam_hostlocal", "bridge_plugin")
+LEAN_PACKAGES = ("pyroute2",)  # the plugins import only submodules of these
 
 
 def _log(msg: str) -> None:
@@ -57,10 +58,30 @@ def _imports_of(path: Path) -> set[str]:
     return names
 
 
+def _bare_package(name: str) -> None:
+    """Register a package without running its __init__ (as bridge_plugin.netlink does for pyroute2,
+    whose __init__ imports NDB, IPDB, conntrack...): a smaller server forks and exits faster."""
+    if name in sys.modules:
+        return
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        return
+    package = types.ModuleType(name)
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__spec__ = spec
+    package.__file__ = spec.origin
+    sys.modules[name] = package
+
+
 def preload(packages: tuple[str, ...] = PACKAGES) -> list[str]:
     """Import the plugin packages and everything their code imports lazily, so no child pays for it."""
     loaded: list[str] = []
     wanted: set[str] = set()
+    for name in LEAN_PACKAGES:
+        _bare_package(name)
     for package in packages:
         try:
             module = importlib.import_module(package)
