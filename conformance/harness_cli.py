@@ -30,8 +30,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report here")
     p.add_argument("--parallel", type=int, default=16, metavar="N",
                    help="concurrency of the stress suite (default 16)")
-    p.add_argument("--fault-rounds", type=int, default=6, metavar="N",
-                   help="SIGKILL rounds per fault case (default 6)")
+    p.add_argument("--fault-rounds", type=int, default=10, metavar="N",
+                   help="SIGKILL rounds per fault case (default 10)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for the SIGKILL points of the fault suite (default 0: reproducible)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="run independent cases N at a time (stress/faults always run alone; "
                         "latency figures are only comparable at --jobs 1)")
@@ -105,11 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     nsmod.install_hooks()
     target = Target(plugin_dir, timeout=ns.timeout, parallel=max(1, ns.parallel),
-                    fault_rounds=max(1, ns.fault_rounds))
+                    fault_rounds=max(1, ns.fault_rounds), seed=ns.seed)
     progress = None if ns.quiet else harness.Progress()
     try:
         report = harness.run(cases, lambda case: Ctx(target, case.plugin), plugin_dir, target.latency,
-                             progress, meta={"parallel": target.parallel, "fault_rounds": target.fault_rounds,
+                             progress, meta={"parallel": target.parallel, "fault_rounds": target.fault_rounds, "seed": target.seed,
                                              "cases_selected": len(cases), "jobs": ns.jobs},
                              jobs=max(1, ns.jobs), exclusive=lambda c: c.suite in ("stress", "faults"))
     finally:

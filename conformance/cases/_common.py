@@ -87,7 +87,8 @@ class Target:
     latency: Latency = field(default_factory=Latency)
     timeout: float = 30.0
     parallel: int = 16
-    fault_rounds: int = 6
+    fault_rounds: int = 10
+    seed: int = 0  # fault-injection points are reproducible for a given seed
     _versions: dict[str, list[str] | None] = field(default_factory=dict)
     schema_mode: str = ""
 

@@ -45,8 +45,8 @@ def _typical(ctx: Ctx, conf: dict, **env) -> float:
 
 def _kill_rounds(ctx: Ctx, conf: dict, command: str) -> None:
     bridge = ctx.plugin == "bridge"
-    seed = random.randrange(1 << 30)
-    rng = random.Random(seed)
+    seed = ctx.target.seed
+    rng = random.Random(f"{seed}-{ctx.plugin}-{command}")
     if bridge:
         ctx.host.ip("link", "add", ctx.bridge, "type", "bridge", check=True)
         ctx.host.ip("link", "set", ctx.bridge, "up", check=True)
@@ -56,7 +56,8 @@ def _kill_rounds(ctx: Ctx, conf: dict, command: str) -> None:
     for k in range(ctx.target.fault_rounds):
         ns = ctx.container() if bridge else ctx.netns
         cid = f"k{k}"
-        delay = rng.uniform(0, base * 1.3)
+        # stratified: one random point in each of `rounds` equal slices of 1.3x a normal ADD
+        delay = base * 1.3 * (k + rng.random()) / ctx.target.fault_rounds
         if command == "DEL":
             ctx.add(conf, f"ADD {cid}", cid=cid, netns=ns)
         status = kill_after(ctx, conf, delay, command, cid=cid, netns=ns)
