@@ -124,16 +124,25 @@ def proc_cpu(pid: int) -> float:
 SERVER_POOL = 4  # `pycni serve --workers`: idle pre-forked children always present
 
 
-def _children_gone(pid: int, timeout: float = 2.0) -> None:
+def server_children(pid: int) -> set[str]:
+    try:
+        return set(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except OSError:
+        return set()
+
+
+def _children_gone(pid: int, timeout: float = 5.0, before: set[str] | None = None) -> None:
     """Wait until the server has reaped the children that served requests (their CPU is then
-    in the server's cutime) and refilled its pool of idle workers."""
+    in the server's cutime) and is back to its idle pool (after a burst it trims the extra idle
+    workers after a quiet second; their fork and exit are charged to the burst)."""
     deadline = time.monotonic() + timeout
     path = Path(f"/proc/{pid}/task/{pid}/children")
     while time.monotonic() < deadline:
         try:
-            if len(path.read_text().split()) == SERVER_POOL:
-                return
+            now = set(path.read_text().split())
         except OSError:
+            return
+        if len(now) <= SERVER_POOL and (before is None or before - now):
             return
         time.sleep(0.0002)
 
@@ -144,6 +153,7 @@ def execute(call: Call) -> Sample:
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
     server_before = proc_cpu(call.warm_wait_pid) if call.warm_wait_pid else 0.0
+    idle_before = server_children(call.warm_wait_pid) if call.warm_wait_pid else None
     start = time.perf_counter()
     pid = os.posix_spawn(call.binary, [call.binary], call.env,
                          file_actions=[(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
@@ -160,7 +170,7 @@ def execute(call: Call) -> Sample:
     os.close(err_r)
     server = 0.0
     if call.warm_wait_pid:
-        _children_gone(call.warm_wait_pid)
+        _children_gone(call.warm_wait_pid, before=idle_before)
         server = proc_cpu(call.warm_wait_pid) - server_before
     return Sample(os.waitstatus_to_exitcode(status), out, err, wall, usage.ru_utime + usage.ru_stime,
                   server)

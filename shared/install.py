@@ -19,12 +19,12 @@ LAUNCHER = """#!{python} -IS
 # pycni {name}: written by `pycni install`. Do not put this file on PATH.
 import sys
 sys.path[:0] = {paths!r}
-from shared.handoff import handoff
-status = handoff({name!r})  # a running `pycni serve` does the work (warm path), else None
-if status is None:
-    from {module} import main
-    status = main()
-sys.exit(status)
+from shared.handoff import handoff, leave
+status = handoff({name!r})  # a running `pycni serve` did the work (warm path), else None
+if status is not None:
+    leave(status)
+from {module} import main
+sys.exit(main())
 """
 
 

@@ -31,6 +31,7 @@ CLONE_NEWNET = 0x40000000
 REQUEST_TIMEOUT = 5.0  # a client that does not send its request or its b"G" within this is dropped
 MAX_REQUEST = 4 << 20
 DEFAULT_POOL = 4
+MAX_POOL = 64  # idle workers kept during a burst, at most
 PACKAGES = ("shared", "ipam_hostlocal", "bridge_plugin")
 LEAN_PACKAGES = ("pyroute2",)  # the plugins import only submodules of these
 
@@ -379,6 +380,13 @@ class Pool:
             self.idle.discard(pid)
             self.busy.discard(pid)
 
+    def _trim(self) -> None:
+        for pid in sorted(self.idle)[self.size:]:
+            try:
+                os.kill(pid, signal.SIGTERM)  # idle workers die on SIGTERM; busy ones ignore it
+            except OSError:
+                pass
+
     def run(self, ready: Optional[Callable[[], None]] = None) -> None:
         import select
 
@@ -393,6 +401,8 @@ class Pool:
                 ready()
             while True:
                 readable, _, _ = select.select([self.notify_r, self.wake_r], [], [], 1.0)
+                if not readable:
+                    self._trim()  # a quiet second: shrink back after a burst
                 if self.notify_r in readable:
                     data = os.read(self.notify_r, 4096)
                     for i in range(0, len(data) - len(data) % 4, 4):
@@ -405,7 +415,9 @@ class Pool:
                     except BlockingIOError:
                         pass
                 self._reap()
-                while len(self.idle) < self.size:
+                # Under a burst keep as many idle workers as there are busy ones (doubling), so
+                # queued callers get a worker before their hand-off deadline.
+                while len(self.idle) < max(self.size, min(len(self.busy), MAX_POOL)):
                     try:
                         self._spawn()
                     except OSError as e:
