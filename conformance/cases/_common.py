@@ -606,3 +606,14 @@ def leaks(before: dict[str, Any], after: dict[str, Any], allow_links: Iterable[s
     if extra_files:
         out.append(f"reservation files left: {sorted(extra_files)}")
     return out
+
+
+def leaks_after(ctx: Ctx, before: dict[str, Any], settle: float = 3.0) -> list[str]:
+    """leaks() once the kernel has settled: a deleted netns takes its veth peers with it only when
+    the namespace is actually freed (asynchronously), so transient links are given a moment."""
+    deadline = time.monotonic() + settle
+    while True:
+        problems = leaks(before, snapshot(ctx))
+        if not problems or time.monotonic() > deadline:
+            return problems
+        time.sleep(0.1)

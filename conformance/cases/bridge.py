@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from . import specific
-from ._common import (Ctx, expect_error, firewall_rules, leaks, nsmod, ok_result, ok_silent, reservations,
+from ._common import (Ctx, expect_error, firewall_rules, leaks_after, nsmod, ok_result, ok_silent, reservations,
                       result_ips, snapshot)
 from .lifecycle import gc_conf
 
@@ -390,7 +390,7 @@ def x25(ctx: Ctx) -> None:
         ctx.add(conf, cid=f"c{i}", netns=ns)
     for i, ns in enumerate(nss):
         ok_silent(ctx, ctx.exec(None, "DEL", conf, cid=f"c{i}", netns=ns), f"DEL c{i}")
-    problems = leaks(before, snapshot(ctx))
+    problems = leaks_after(ctx, before)
     if problems:
         ctx.fail("; ".join(problems))
 

@@ -10,7 +10,7 @@ import subprocess
 import time
 
 from . import specific
-from ._common import Ctx, leaks, nsmod, ok_result, ok_silent, reservations, result_ips, snapshot
+from ._common import Ctx, leaks_after, nsmod, ok_result, ok_silent, reservations, result_ips, snapshot
 
 
 def case(tid: str, title: str, clause: str, fix: str, plugin: str):
@@ -63,7 +63,7 @@ def _kill_rounds(ctx: Ctx, conf: dict, command: str) -> None:
         status = kill_after(ctx, conf, delay, command, cid=cid, netns=ns)
         r = ctx.exec(None, "DEL", conf, cid=cid, netns=ns)
         ok_silent(ctx, r, f"DEL after SIGKILL of {command} at {delay * 1000:.0f} ms (seed {seed})")
-        problems = leaks(before, snapshot(ctx))
+        problems = leaks_after(ctx, before)
         if bridge and "eth0" in nsmod.links(ns):
             problems.append("container still has eth0")
         if problems:
@@ -160,6 +160,6 @@ def f07(ctx: Ctx) -> None:
     ctx.add(conf, netns=ns)
     nsmod.delete(ns)
     ok_silent(ctx, ctx.exec(None, "DEL", conf, netns=ns.path), "DEL with the netns gone")
-    problems = leaks(before, snapshot(ctx))
+    problems = leaks_after(ctx, before)
     if problems:
         ctx.fail("; ".join(problems))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from . import generic
-from ._common import SPEC_CODES, Ctx, expect_error, nsmod, ok_result, ok_silent, parse_error, reservations
+from ._common import SPEC_CODES, Ctx, expect_error, nsmod, ok_silent, parse_error, reservations
 
 DEL_FIX = "make DEL best effort: succeed when things are already gone, and release the IPAM state"
 GC_KEY, GC_OLD_KEY = "cni.dev/valid-attachments", "cni.dev/attachments"

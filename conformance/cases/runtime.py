@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from . import specific
-from ._common import BASE_PATH, Ctx, leaks, nsmod, reservations, result_ips, snapshot
+from ._common import BASE_PATH, Ctx, leaks_after, nsmod, reservations, result_ips, snapshot
 
 
 def case(tid: str, title: str, clause: str, fix: str):
@@ -77,7 +77,7 @@ def r01(ctx: Ctx) -> None:
     _call(ctx, "DEL", rt.delete, net, att)
     if cache.exists():
         ctx.fail("the runtime kept the cache file after a successful DEL (driver problem)")
-    problems = leaks(before, snapshot(ctx))
+    problems = leaks_after(ctx, before)
     if problems:
         ctx.fail("after runtime DEL: " + "; ".join(problems))
 

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from . import specific
-from ._common import Ctx, leaks, nsmod, ok_result, ok_silent, reservations, result_ips, snapshot
+from ._common import Ctx, leaks_after, nsmod, ok_result, ok_silent, reservations, result_ips, snapshot
 from ..harness import CaseFailed, percentile
 
 
@@ -66,7 +66,7 @@ def _storm(ctx: Ctx, masq: bool) -> None:
         ok_silent(ctx, ctx.exec(None, "DEL", conf, cid=f"s{i}", netns=nss[i]), f"parallel DEL s{i}")
 
     _parallel(ctx, n, delete)
-    problems = leaks(before, snapshot(ctx))
+    problems = leaks_after(ctx, before)
     if problems:
         ctx.fail(f"after {n} parallel DELs: " + "; ".join(problems))
 
