@@ -34,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SIGKILL rounds per fault case (default 10)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed for the SIGKILL points of the fault suite (default 0: reproducible)")
+    p.add_argument("--pass-env", action="append", default=[], metavar="NAME",
+                   help="also give the plugins this variable from the harness's environment "
+                        "(repeatable; plugins otherwise get a clean environment: PATH and CNI_* only)")
     p.add_argument("--jobs", type=int, default=1, metavar="N",
                    help="run independent cases N at a time (stress/faults always run alone; "
                         "latency figures are only comparable at --jobs 1)")
@@ -107,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     nsmod.install_hooks()
     target = Target(plugin_dir, timeout=ns.timeout, parallel=max(1, ns.parallel),
-                    fault_rounds=max(1, ns.fault_rounds), seed=ns.seed)
+                    fault_rounds=max(1, ns.fault_rounds), seed=ns.seed,
+                    pass_env={k: os.environ[k] for k in ns.pass_env if k in os.environ})
     progress = None if ns.quiet else harness.Progress()
     try:
         report = harness.run(cases, lambda case: Ctx(target, case.plugin), plugin_dir, target.latency,

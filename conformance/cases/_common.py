@@ -89,6 +89,7 @@ class Target:
     parallel: int = 16
     fault_rounds: int = 10
     seed: int = 0  # fault-injection points are reproducible for a given seed
+    pass_env: dict[str, str] = field(default_factory=dict)  # extra variables every plugin call gets
     _versions: dict[str, list[str] | None] = field(default_factory=dict)
     schema_mode: str = ""
 
@@ -230,7 +231,7 @@ class Ctx:
             args: str = "", path: Any = UNSET, unset: Iterable[str] = (),
             extra: Mapping[str, str] | None = None) -> dict[str, str]:
         attach = command in ("ADD", "DEL", "CHECK")
-        env = {"PATH": BASE_PATH, "CNI_COMMAND": command,
+        env = {**self.target.pass_env, "PATH": BASE_PATH, "CNI_COMMAND": command,
                "CNI_CONTAINERID": ("ctr1" if attach else "") if cid is UNSET else cid,
                "CNI_NETNS": ((self.netns.path if attach else "") if netns is UNSET
                              else (netns.path if isinstance(netns, nsmod.NetNS) else netns)),
@@ -269,6 +270,7 @@ class Ctx:
 
     def spawn(self, plugin: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         """Start the plugin (own process group, so a fault case can SIGKILL it and its delegate)."""
+        env = {**self.target.pass_env, **env}
         argv = self.host.wrap([self.target.binary(plugin)])
         p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, env=dict(env), start_new_session=True)

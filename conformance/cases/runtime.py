@@ -27,7 +27,7 @@ def _runtime(ctx: Ctx) -> Any:
         f.write_text(f"#!/bin/sh\nexec nsenter --net={ctx.host.path} -- {ctx.target.binary(name)}\n")
         f.chmod(0o755)
     return Runtime([str(wrap)], cache_dir=str(ctx.tmp / "cache"), timeout=ctx.target.timeout,
-                   env={"PATH": BASE_PATH})
+                   env={**ctx.target.pass_env, "PATH": BASE_PATH})
 
 
 def _net(ctx: Ctx, plugin: dict[str, Any], **top: Any) -> Any:

@@ -120,3 +120,16 @@ def test_cli_compare_prints_markdown(tmp_path, capsys) -> None:
     assert out[0] == "| group | ref (pass/fail/warn/skip) | ours (pass/fail/warn/skip) |"
     assert out[2] == "| env | 3 / 1 / 0 / 0 | 3 / 1 / 0 / 0 |"
     assert out[3] == "| **TOTAL** | 3 / 1 / 0 / 0 | 3 / 1 / 0 / 0 |"
+
+
+def test_plugin_environment_is_clean_plus_pass_env(monkeypatch) -> None:
+    from conformance.cases._common import Ctx, Target
+
+    monkeypatch.setenv("LEAKY", "1")
+    ctx = Ctx(Target("/bin/dir", pass_env={"PYCNI_SOCKET": "/tmp/s"}), "host-local")
+    try:
+        env = ctx.env("GC", unset=["CNI_ARGS"])
+    finally:
+        ctx.close()
+    assert env == {"PYCNI_SOCKET": "/tmp/s", "PATH": env["PATH"], "CNI_COMMAND": "GC", "CNI_CONTAINERID": "",
+                   "CNI_NETNS": "", "CNI_IFNAME": "", "CNI_PATH": "/bin/dir"}
