@@ -22,6 +22,7 @@ from shared.types import Interface, IPConfig, Result, Route, prev_result
 
 from . import netlink as nl
 from .config import NetConf, load_conf
+from .errors import BridgeCode
 
 FAIL_ENV = "PYCNI_TEST_FAIL_AT"
 # The ADD steps a test can make fail (after the step's side effect, so its undo must run).
@@ -31,7 +32,7 @@ ADD_STEPS = ("bridge", "veth", "port", "spoofcheck", "ipam", "container", "gatew
 def fail_point(req: Request, step: str) -> None:
     """Test seam: PYCNI_TEST_FAIL_AT=<step> in the plugin's environment fails ADD right after <step>."""
     if req.env.get(FAIL_ENV) == step:
-        raise CNIError(ErrorCode.INTERNAL, f"injected failure after step {step!r}", f"{FAIL_ENV}={step}")
+        raise CNIError(BridgeCode.INJECTED_FAILURE, f"injected failure after step {step!r}", f"{FAIL_ENV}={step}")
 
 
 # -- the firewall contract (owned by the firewall package) -----------------------------------------
@@ -88,7 +89,8 @@ def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack, re
     fail_point(req, "bridge")
 
     if nl.container_link_exists(cont, req.ifname):
-        raise CNIError(ErrorCode.INTERNAL, f"container interface {req.ifname!r} already exists in {req.netns}",
+        raise CNIError(BridgeCode.CONTAINER_IFNAME_EXISTS,
+                       f"container interface {req.ifname!r} already exists in {req.netns}",
                        "CNI_IFNAME must name a free interface in the container namespace")
     veth = nl.create_veth(host, netns_fd, req.ifname, conf.mtu, conf.mac)
     undo.callback(_undo_veth, host, veth)
@@ -104,7 +106,7 @@ def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack, re
 
     cont_link = nl.find_link(cont, req.ifname)
     if cont_link is None:
-        raise CNIError(ErrorCode.INTERNAL, f"container interface {req.ifname!r} vanished after creation")
+        raise nl.vanished(f"container interface {req.ifname!r} vanished after creation")
     result = Result(interfaces=[Interface(bridge.name, bridge.mac), Interface(veth.name, veth.mac),
                                 Interface(req.ifname, cont_link.mac, sandbox=req.netns)])
 
@@ -140,7 +142,7 @@ def _add_layer3(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitSt
     undo.callback(_quiet, "IPAM DEL", invoke.delegate, conf.ipam_type, "DEL", req)
     fail_point(req, "ipam")
     if not ipam.ips:
-        raise CNIError(ErrorCode.INTERNAL, "IPAM plugin returned missing IP config",
+        raise CNIError(BridgeCode.IPAM_NO_IP_CONFIG, "IPAM plugin returned missing IP config",
                        f"{conf.ipam_type} returned no ips")
     result.ips = [IPConfig(ip.address, ip.gateway, 2) for ip in ipam.ips]
     result.routes = list(ipam.routes)
@@ -207,7 +209,7 @@ def _ensure_vlan_gateway(host: Any, conf: NetConf, bridge: nl.Link, result: Resu
         nl.set_up(host, port)
         link = nl.find_link(host, name)
         if link is None:
-            raise CNIError(ErrorCode.INTERNAL, f"failed to create vlan interface {name!r}")
+            raise nl.vanished(f"failed to create vlan interface {name!r}")
         nl.set_up(host, link)
     result.interfaces.append(Interface(link.name, link.mac))
     return link
@@ -313,13 +315,13 @@ def cmd_check(req: Request) -> None:
     br_if = next((i for i in prev.interfaces if i.name == conf.bridge), None)
     cont_if = next((i for i in prev.interfaces if i.name == req.ifname and i.sandbox), None)
     if br_if is None:
-        raise CNIError(ErrorCode.INTERNAL, f"CNI created bridge {conf.bridge} in host namespace was not found",
+        raise CNIError(BridgeCode.CHECK_MISMATCH, f"CNI created bridge {conf.bridge} in host namespace was not found",
                        "prevResult lists no interface with the bridge's name")
     if cont_if is None:
-        raise CNIError(ErrorCode.INTERNAL, f"CNI created interface in container {req.ifname} not found",
+        raise CNIError(BridgeCode.CHECK_MISMATCH, f"CNI created interface in container {req.ifname} not found",
                        "prevResult lists no sandboxed interface named CNI_IFNAME")
     if cont_if.sandbox != req.netns:
-        raise CNIError(ErrorCode.INTERNAL,
+        raise CNIError(BridgeCode.CHECK_MISMATCH,
                        f"Sandbox in prevResult {cont_if.sandbox} doesn't match configured netns: {req.netns}")
     with nl.entered(req.netns):
         with nl.rtnl() as cont:
@@ -331,17 +333,17 @@ def cmd_check(req: Request) -> None:
 
 def _check_bridge(host: Any, conf: NetConf, br_if: Interface) -> nl.Link:
     if br_if.sandbox:
-        raise CNIError(ErrorCode.INTERNAL, f"Interface {br_if.name} should not be in sandbox")
+        raise CNIError(BridgeCode.CHECK_MISMATCH, f"Interface {br_if.name} should not be in sandbox")
     link = nl.find_link(host, br_if.name)
     if link is None:
-        raise CNIError(ErrorCode.INTERNAL, f"Interface name {br_if.name} not found")
+        raise CNIError(BridgeCode.CHECK_MISMATCH, f"Interface name {br_if.name} not found")
     if link.kind != "bridge":
-        raise CNIError(ErrorCode.INTERNAL, f"Interface {br_if.name} does not have link type of bridge")
+        raise CNIError(BridgeCode.CHECK_MISMATCH, f"Interface {br_if.name} does not have link type of bridge")
     if br_if.mac and br_if.mac.lower() != link.mac.lower():
-        raise CNIError(ErrorCode.INTERNAL, f"Bridge interface {br_if.name} Mac doesn't match: {br_if.mac}",
+        raise CNIError(BridgeCode.CHECK_MISMATCH, f"Bridge interface {br_if.name} Mac doesn't match: {br_if.mac}",
                        f"the bridge has {link.mac}")
     if conf.promisc_mode and not link.promisc:
-        raise CNIError(ErrorCode.INTERNAL, f"Bridge interface {br_if.name} configured Promisc Mode true "
+        raise CNIError(BridgeCode.CHECK_MISMATCH, f"Bridge interface {br_if.name} configured Promisc Mode true "
                                            f"doesn't match current state: false")
     return link
 
@@ -349,24 +351,24 @@ def _check_bridge(host: Any, conf: NetConf, br_if: Interface) -> nl.Link:
 def _check_container(cont: Any, req: Request, cont_if: Interface, prev: Result) -> int:
     link = nl.find_link(cont, req.ifname)
     if link is None:
-        raise CNIError(ErrorCode.INTERNAL, f"CNI created interface in container {req.ifname} not found",
+        raise CNIError(BridgeCode.CHECK_MISMATCH, f"CNI created interface in container {req.ifname} not found",
                        f"no link {req.ifname!r} in {req.netns}")
     if link.kind != "veth":
-        raise CNIError(ErrorCode.INTERNAL, f"Error: Container interface {req.ifname} not of type veth")
+        raise CNIError(BridgeCode.CHECK_MISMATCH, f"Error: Container interface {req.ifname} not of type veth")
     if cont_if.mac and cont_if.mac.lower() != link.mac.lower():
-        raise CNIError(ErrorCode.INTERNAL,
+        raise CNIError(BridgeCode.CHECK_MISMATCH,
                        f"Interface {req.ifname} Mac {cont_if.mac} doesn't match container Mac: {link.mac}")
     addrs = [a.address for a in nl.list_addrs(cont, link.index)]
     routes = {fam: nl.list_routes(cont, fam) for fam in (4, 6)}
     for ip in prev.ips:
         if ip.address not in addrs:
-            raise CNIError(ErrorCode.INTERNAL, f"Failed to match addr {ip.address} on interface {req.ifname}")
+            raise CNIError(BridgeCode.CHECK_MISMATCH, f"Failed to match addr {ip.address} on interface {req.ifname}")
         if not any(r.dst == ip.address.network and r.oif == link.index for r in routes[ip.family]):
-            raise CNIError(ErrorCode.INTERNAL, f"Failed to find Gateway {ip.gateway} for interface {req.ifname}",
+            raise CNIError(BridgeCode.CHECK_MISMATCH, f"Failed to find Gateway {ip.gateway} for interface {req.ifname}",
                            f"no route to {ip.address.network} on {req.ifname}")
     for route in prev.routes:
         if not any(_route_matches(route, r) for r in routes[route.family]):
-            raise CNIError(ErrorCode.INTERNAL, f"Expected Route {route.to_json(2)} not found in routing table")
+            raise CNIError(BridgeCode.CHECK_MISMATCH, f"Expected Route {route.to_json(2)} not found in routing table")
     return link.peer_index
 
 
@@ -387,13 +389,13 @@ def _check_host_veth(host: Any, conf: NetConf, prev: Result, bridge: nl.Link, pe
             continue
         link = nl.find_link(host, iface.name)
         if link is None:
-            raise CNIError(ErrorCode.INTERNAL, f"Interface name {iface.name} not found")
+            raise CNIError(BridgeCode.CHECK_MISMATCH, f"Interface name {iface.name} not found")
         if link.kind != "veth":
             continue
         if link.index == peer_index and link.master == bridge.index:
             found = True
     if not found:
-        raise CNIError(ErrorCode.INTERNAL, f"CNI veth created for bridge {conf.bridge} was not found",
+        raise CNIError(BridgeCode.CHECK_MISMATCH, f"CNI veth created for bridge {conf.bridge} was not found",
                        "no host interface of prevResult is the container's veth peer and a port of the bridge")
 
 

@@ -21,6 +21,8 @@ from typing import Any, Iterator, Sequence
 from shared.errors import CNIError, ErrorCode
 from shared.types import IPInterface, Route
 
+from .errors import BridgeCode
+
 CLONE_NEWNET = 0x40000000
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -28,6 +30,8 @@ IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
 RT_SCOPE_UNIVERSE = 0
 VLAN_FEATURE = "bridge VLAN filtering (kernel option CONFIG_BRIDGE_VLAN_FILTERING)"
+# errnos that say "not now" rather than "never": the runtime may retry (code 11)
+TRANSIENT_ERRNOS = frozenset({errno.EBUSY, errno.EAGAIN, errno.EINTR, errno.ENOBUFS})
 
 
 class NetnsNotFound(CNIError):
@@ -35,9 +39,17 @@ class NetnsNotFound(CNIError):
 
 
 def _kernel_error(msg: str, err: BaseException) -> CNIError:
+    """`msg: <strerror>`; code 11 for errnos that may clear up on a retry, else 124."""
     code = getattr(err, "code", None) or getattr(err, "errno", None)
     text = os.strerror(code) if isinstance(code, int) and code > 0 else str(err)
-    return CNIError(ErrorCode.INTERNAL, f"{msg}: {text}")
+    transient = isinstance(code, int) and code in TRANSIENT_ERRNOS
+    kind = ErrorCode.TRY_AGAIN_LATER if transient else BridgeCode.KERNEL_OPERATION_FAILED
+    return CNIError(kind, f"{msg}: {text}")
+
+
+def vanished(msg: str) -> CNIError:
+    """A link we just made or found is gone: someone changed the namespace concurrently; retry."""
+    return CNIError(ErrorCode.TRY_AGAIN_LATER, msg, "a concurrent change removed it; the operation may be retried")
 
 
 def _errno(err: BaseException) -> int | None:
@@ -58,7 +70,7 @@ def mapped(msg: str, *, ignore: Sequence[int] = ()) -> Iterator[None]:
         if _errno(e) in ignore:
             return
         if _errno(e) == errno.EOPNOTSUPP and "vlan" in msg.lower():
-            raise CNIError(ErrorCode.INTERNAL, f"{msg}: this kernel lacks {VLAN_FEATURE}") from e
+            raise CNIError(BridgeCode.KERNEL_FEATURE_MISSING, f"{msg}: this kernel lacks {VLAN_FEATURE}") from e
         raise _kernel_error(msg, e) from e
 
 
@@ -78,9 +90,11 @@ def open_netns(path: str) -> int:
     try:
         return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise NetnsNotFound(ErrorCode.INTERNAL, f"failed to open netns {path!r}: no such file or directory") from None
+        raise NetnsNotFound(ErrorCode.UNKNOWN_CONTAINER, f"failed to open netns {path!r}: no such file or directory",
+                            "CNI_NETNS must name an existing network namespace") from None
     except OSError as e:
-        raise CNIError(ErrorCode.INTERNAL, f"failed to open netns {path!r}: {e.strerror}") from None
+        raise CNIError(ErrorCode.INVALID_ENVIRONMENT, f"failed to open netns {path!r}: {e.strerror}",
+                       "CNI_NETNS") from None
 
 
 @contextmanager
@@ -92,8 +106,10 @@ def entered(path: str) -> Iterator[int]:
         try:
             _setns(target)
         except OSError as e:
-            reason = "not a network namespace" if e.errno == errno.EINVAL else e.strerror
-            raise CNIError(ErrorCode.INTERNAL, f"failed to enter netns {path!r}: {reason}") from None
+            if e.errno == errno.EINVAL:
+                raise CNIError(ErrorCode.INVALID_ENVIRONMENT,
+                               f"failed to enter netns {path!r}: not a network namespace", "CNI_NETNS must name a network namespace") from None
+            raise _kernel_error(f"failed to enter netns {path!r}", e) from None
         try:
             yield target
         finally:
@@ -223,19 +239,20 @@ def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: 
             created = True
         except Exception as e:
             if _errno(e) == errno.EOPNOTSUPP and vlan_filtering:
-                raise CNIError(ErrorCode.INTERNAL,
+                raise CNIError(BridgeCode.KERNEL_FEATURE_MISSING,
                                f"failed to create bridge {name!r} with VLAN filtering: this kernel lacks {VLAN_FEATURE}",
                                "vlan/vlanTrunk need it; remove them from the config or use a kernel that has it") from e
             if _errno(e) != errno.EEXIST:
                 raise _kernel_error(f'failed to create bridge "{name}": could not add "{name}"', e) from e
     link = find_link(ipr, name)
     if link is None:
-        raise CNIError(ErrorCode.INTERNAL, f'failed to create bridge "{name}": it vanished after creation')
+        raise vanished(f'failed to create bridge "{name}": it vanished after creation')
     if link.kind != "bridge":
-        raise CNIError(ErrorCode.INTERNAL, f'failed to create bridge "{name}": "{name}" already exists but is not a bridge',
+        raise CNIError(BridgeCode.BRIDGE_NAME_TAKEN,
+                       f'failed to create bridge "{name}": "{name}" already exists but is not a bridge',
                        f"it is a {link.kind or 'device'} link; choose another bridge name")
     if vlan_filtering and not link.vlan_filtering:
-        raise CNIError(ErrorCode.INTERNAL,
+        raise CNIError(BridgeCode.KERNEL_FEATURE_MISSING,
                        f'bridge "{name}" exists without VLAN filtering, which vlan/vlanTrunk need',
                        "enable vlan_filtering on it (needs " + VLAN_FEATURE + ") or remove vlan/vlanTrunk")
     if promisc and not link.promisc:
@@ -287,14 +304,16 @@ def create_veth(ipr: Any, container_netns_fd: int, ifname: str, mtu: int, mac: s
                 last = e
                 continue
             if _errno(e) == errno.EEXIST:
-                raise CNIError(ErrorCode.INTERNAL,
-                               f"container veth name {ifname!r} already exists in the container namespace") from e
+                raise CNIError(BridgeCode.CONTAINER_IFNAME_EXISTS,
+                               f"container veth name {ifname!r} already exists in the container namespace",
+                               "CNI_IFNAME must name a free interface in the container namespace") from e
             raise _kernel_error(f"failed to make veth pair ({host_name!r} <-> {ifname!r})", e) from e
         link = find_link(ipr, host_name)
         if link is None:
-            raise CNIError(ErrorCode.INTERNAL, f"failed to make veth pair: {host_name!r} vanished after creation")
+            raise vanished(f"failed to make veth pair: {host_name!r} vanished after creation")
         return link
-    raise _kernel_error(f"failed to make veth pair for {ifname!r}: no free host name after 10 tries", last or OSError(errno.EEXIST, ""))
+    raise CNIError(ErrorCode.TRY_AGAIN_LATER,
+                   f"failed to make veth pair for {ifname!r}: no free host name after 10 tries", f"the last attempt said: {last}")
 
 
 def set_up(ipr: Any, link: Link) -> None:
@@ -343,12 +362,12 @@ def wait_oper_up(ipr: Any, link: Link, timeout: float = 2.5) -> Link:
     while True:
         fresh = link_by_index(ipr, link.index)
         if fresh is None:
-            raise CNIError(ErrorCode.INTERNAL, f"bridge port {link.name!r} disappeared")
+            raise vanished(f"bridge port {link.name!r} disappeared")
         current = fresh
         if current.oper_state == "UP":
             return current
         if time.monotonic() >= deadline:
-            raise CNIError(ErrorCode.INTERNAL, f"bridge port in error state: {current.oper_state}",
+            raise CNIError(ErrorCode.TRY_AGAIN_LATER, f"bridge port in error state: {current.oper_state}",
                            f"{link.name!r} did not come up within {timeout:g} s")
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
@@ -404,7 +423,8 @@ def ensure_gateway_addr(ipr: Any, bridge: Link, iface: IPInterface, force: bool)
         if iface.version == 6 and (other.is_link_local or not other.network.overlaps(iface.network)):
             continue
         if not force:
-            raise CNIError(ErrorCode.INTERNAL, f'"{bridge.name}" already has an IP address different from {iface}',
+            raise CNIError(BridgeCode.BRIDGE_ADDRESS_CONFLICT,
+                           f'"{bridge.name}" already has an IP address different from {iface}',
                            f"it has {other}; set forceAddress to replace it")
         del_addr(ipr, bridge, other)
     with mapped(f'could not add IP address {iface} to "{bridge.name}"', ignore=(errno.EEXIST,)):
@@ -483,7 +503,8 @@ def write_sysctl(path: str, value: str, *, ignore_errors: bool = False) -> None:
             f.write(value)
     except OSError as e:
         if not ignore_errors:
-            raise CNIError(ErrorCode.INTERNAL, f"failed to set sysctl {path} = {value}: {e.strerror}") from None
+            raise CNIError(ErrorCode.IO_FAILURE, f"failed to set sysctl {path} = {value}: {e.strerror}",
+                           f"/proc/sys/{path}") from None
 
 
 def enable_forwarding(families: set[int]) -> None:
@@ -507,7 +528,7 @@ def configure_container(ipr: Any, ifname: str, ips: Sequence[Any], routes: Seque
     without waiting for anything unless DAD was asked for."""
     link = find_link(ipr, ifname)
     if link is None:
-        raise CNIError(ErrorCode.INTERNAL, f"failed to lookup {ifname!r}: not found in the container namespace")
+        raise vanished(f"failed to lookup {ifname!r}: not found in the container namespace")
     addresses = [ip.address for ip in ips]
     if enabledad:
         write_sysctl(f"net/ipv6/conf/{ifname}/enhanced_dad", "1", ignore_errors=True)
@@ -546,7 +567,7 @@ def settle_addresses(ipr: Any, link: Link, timeout: float = 5.0) -> None:
         tentative = False
         for a in list_addrs(ipr, link.index, 6):
             if a.flags & IFA_F_DADFAILED:
-                raise CNIError(ErrorCode.INTERNAL, f"failed to settle addresses for {link.name!r}: "
+                raise CNIError(BridgeCode.DAD_FAILED, f"failed to settle addresses for {link.name!r}: "
                                                    f"link {link.name} has address {a.address} in DADFAILED state")
             if a.flags & IFA_F_TENTATIVE and not a.address.is_link_local:
                 tentative = True
@@ -555,7 +576,8 @@ def settle_addresses(ipr: Any, link: Link, timeout: float = 5.0) -> None:
         if time.monotonic() >= deadline:
             fresh = link_by_index(ipr, link.index)
             if fresh is not None and fresh.oper_state == "UP":
-                raise CNIError(ErrorCode.INTERNAL, f"failed to settle addresses for {link.name!r}: timed out")
+                raise CNIError(ErrorCode.TRY_AGAIN_LATER, f"failed to settle addresses for {link.name!r}: timed out",
+                               f"IPv6 addresses still tentative after {timeout:g} s")
             return
         time.sleep(0.05)
 

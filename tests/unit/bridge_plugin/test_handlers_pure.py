@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 
 from bridge_plugin import netlink as nl
+from bridge_plugin.errors import BridgeCode
 from bridge_plugin.handlers import ADD_STEPS, FAIL_ENV, Errors, fail_point
-from shared.errors import CNIError
+from shared.errors import CNIError, ErrorCode
 from shared.request import Request
 
 
@@ -22,7 +24,27 @@ def test_mapped_names_the_object_and_the_errno() -> None:
         with nl.mapped("failed to add IP addr 10.0.0.2/24 to 'eth0'"):
             raise FakeNetlinkError(errno.EADDRNOTAVAIL)
     assert e.value.msg == "failed to add IP addr 10.0.0.2/24 to 'eth0': Cannot assign requested address"
-    assert e.value.code == 999
+    assert e.value.code == BridgeCode.KERNEL_OPERATION_FAILED == 124
+
+
+@pytest.mark.parametrize("err", [errno.EBUSY, errno.EAGAIN])
+def test_mapped_transient_errnos_are_try_again_later(err: int) -> None:
+    with pytest.raises(CNIError) as e:
+        with nl.mapped("failed to connect 'veth0' to bridge cni0"):
+            raise FakeNetlinkError(err)
+    assert e.value.code == ErrorCode.TRY_AGAIN_LATER
+    assert e.value.msg == f"failed to connect 'veth0' to bridge cni0: {os.strerror(err)}"
+
+
+def test_mapped_os_error_and_opaque_error() -> None:
+    with pytest.raises(CNIError) as e:
+        with nl.mapped("failed to list links"):
+            raise OSError(errno.EPERM, "Operation not permitted")
+    assert (e.value.code, e.value.msg) == (124, "failed to list links: Operation not permitted")
+    with pytest.raises(CNIError) as e:
+        with nl.mapped("failed to list links"):
+            raise ValueError("bad attribute")
+    assert (e.value.code, e.value.msg) == (124, "failed to list links: bad attribute")
 
 
 def test_mapped_ignores_listed_errnos_only() -> None:
@@ -38,12 +60,30 @@ def test_mapped_names_the_missing_vlan_feature() -> None:
         with nl.mapped("failed to setup vlan tag 5 on interface 'veth0'"):
             raise FakeNetlinkError(errno.EOPNOTSUPP)
     assert "CONFIG_BRIDGE_VLAN_FILTERING" in e.value.msg
+    assert e.value.code == BridgeCode.KERNEL_FEATURE_MISSING == 123
 
 
 def test_open_missing_netns_is_its_own_error() -> None:
     with pytest.raises(nl.NetnsNotFound) as e:
         nl.open_netns("/run/netns/pycni-surely-missing-0")
     assert "failed to open netns" in e.value.msg
+    assert e.value.code == ErrorCode.UNKNOWN_CONTAINER == 3
+
+
+def test_netns_that_is_not_a_namespace_is_a_bad_environment(tmp_path) -> None:
+    plain = tmp_path / "not-a-netns"
+    plain.write_text("")
+    with pytest.raises(CNIError) as e:
+        with nl.entered(str(plain)):
+            pass
+    assert e.value.code == ErrorCode.INVALID_ENVIRONMENT
+    assert e.value.msg == f"failed to enter netns {str(plain)!r}: not a network namespace"
+
+
+def test_failed_sysctl_write_is_an_io_error() -> None:
+    with pytest.raises(CNIError) as e:
+        nl.write_sysctl("net/pycni-surely-missing-0/value", "1")
+    assert e.value.code == ErrorCode.IO_FAILURE and "net/pycni-surely-missing-0/value" in e.value.msg
 
 
 def test_errors_collects_and_raises_once() -> None:
@@ -58,13 +98,41 @@ def test_errors_collects_and_raises_once() -> None:
     assert "d1" in e.value.details and "ZeroDivisionError" in e.value.details
 
 
+def test_errors_keeps_999_for_the_truly_unexpected_only() -> None:
+    errs = Errors()
+    errs.run(lambda: 1 / 0)
+    with pytest.raises(CNIError) as e:
+        errs.raise_any()
+    assert e.value.code == ErrorCode.INTERNAL and e.value.msg.startswith("ZeroDivisionError")
+
+
 def test_fail_point_reads_only_the_request_env() -> None:
     req = Request(command="ADD", env={FAIL_ENV: "veth"})
     fail_point(req, "bridge")
     with pytest.raises(CNIError) as e:
         fail_point(req, "veth")
     assert e.value.msg == "injected failure after step 'veth'"
+    assert e.value.code == BridgeCode.INJECTED_FAILURE
     assert len(set(ADD_STEPS)) == len(ADD_STEPS)
+
+
+def test_code_table_is_plugin_range_and_clear_of_host_local() -> None:
+    """>= 100 is free for plugins; host-local uses 100-106 and its errors pass through the bridge."""
+    codes = [c.value for c in BridgeCode]
+    assert len(set(codes)) == len(codes)
+    assert all(120 <= c <= 139 for c in codes)
+
+
+def test_only_the_unexpected_uses_internal() -> None:
+    """999 appears in the plugin only where a non-CNIError exception is wrapped (Errors.run)."""
+    from pathlib import Path
+
+    import bridge_plugin
+
+    pkg = Path(bridge_plugin.__file__).parent
+    hits = [f"{p.name}:{n}" for p in pkg.glob("*.py") for n, line in enumerate(p.read_text().splitlines(), 1)
+            if "ErrorCode.INTERNAL" in line]
+    assert len(hits) == 1 and hits[0].startswith("handlers.py:"), hits
 
 
 def test_random_veth_names() -> None:
