@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+from bridge_plugin.errors import BridgeCode
 from shared.version import ALL_VERSIONS
 from tests.support.bridgenet import BridgeNet, tcp_reach
 
@@ -124,6 +125,7 @@ def test_existing_container_ifname_is_an_error(net: BridgeNet) -> None:
     c.ip("link", "add", "eth0", "type", "bridge")  # any non-veth device (no dummy module here)
     res = net.add(net.config())
     assert not res.ok and "eth0" in res.json["msg"] and "already exists" in res.json["msg"]
+    assert res.json["code"] == BridgeCode.CONTAINER_IFNAME_EXISTS == 120
     assert net.host_veths() == [] and net.reservations() == []
     assert net.link(c, "eth0")["linkinfo"]["info_kind"] == "bridge"  # not ours: untouched
 
@@ -133,6 +135,7 @@ def test_non_bridge_link_with_the_bridge_name(net: BridgeNet) -> None:
     res = net.add(net.config())
     assert not res.ok
     assert "already exists but is not a bridge" in res.json["msg"] and net.bridge in res.json["msg"]
+    assert res.json["code"] == BridgeCode.BRIDGE_NAME_TAKEN == 121
     assert sorted(net.host_veths()) == sorted([net.bridge, "other0"])  # only the pre-existing pair
     assert net.link(net.containers[0], "eth0") is None and net.reservations() == []
 

@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from bridge_plugin.errors import BridgeCode
 from tests.support.bridgenet import BridgeNet
 
 MAC_RT, MAC_ARGS, MAC_ENV = "0a:58:0a:4d:00:11", "0a:58:0a:4d:00:22", "0a:58:0a:4d:00:33"
@@ -95,6 +96,7 @@ def test_gateway_conflict_and_force_address(net: BridgeNet) -> None:
     conf = net.config(isGateway=True)
     res = net.add(conf)
     assert not res.ok and "already has an IP address different from 10.77.0.1/24" in res.json["msg"]
+    assert res.json["code"] == BridgeCode.BRIDGE_ADDRESS_CONFLICT == 122 and "10.99.0.1/24" in res.json["details"]
     net.assert_clean()  # the IPAM reservation was released, the veth removed
     forced = {**conf, "forceAddress": True}
     res = net.add(forced)
@@ -142,6 +144,7 @@ def test_vlan_needs_a_kernel_feature(net: BridgeNet) -> None:
     res = net.add(net.config(vlan=100))
     assert not res.ok
     assert "CONFIG_BRIDGE_VLAN_FILTERING" in res.json["msg"]
+    assert res.json["code"] == BridgeCode.KERNEL_FEATURE_MISSING == 123
     assert net.link(net.host, net.bridge) is None
     net.assert_clean()
 
@@ -218,4 +221,5 @@ def test_ipam_route_extras_are_applied(net: BridgeNet) -> None:
 def test_add_with_missing_netns_creates_nothing(net: BridgeNet) -> None:
     res = net.add(net.config(), netns="/run/netns/does-not-exist-here")
     assert not res.ok and "failed to open netns" in res.json["msg"]
+    assert res.json["code"] == 3 and "/run/netns/does-not-exist-here" in res.json["msg"]  # container unknown
     assert net.link(net.host, net.bridge) is None and net.reservations() == []

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bridge_plugin.errors import BridgeCode
 from tests.support.bridgenet import BridgeNet
 
 FAKE = """#!/bin/sh
@@ -50,6 +51,7 @@ def test_no_ips_fails_and_releases(net: BridgeNet, fake_ipam: Path) -> None:
     res = net.add(conf, args="IgnoreUnknown=1;K8S_POD_NAME=p",
                   extra={"FAKE_IPAM_LOG": str(fake_ipam), "FAKE_IPAM_MODE": "noips"})
     assert not res.ok and res.json["msg"] == "IPAM plugin returned missing IP config"
+    assert res.json["code"] == BridgeCode.IPAM_NO_IP_CONFIG == 125
     assert _calls(fake_ipam) == ["ADD", "DEL"]
     sent = json.dumps(conf).encode()
     assert (fake_ipam / "0.ADD.stdin").read_bytes() == sent  # byte for byte

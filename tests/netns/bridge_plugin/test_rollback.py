@@ -5,6 +5,7 @@ import shutil
 
 import pytest
 
+from bridge_plugin.errors import BridgeCode
 from bridge_plugin.handlers import ADD_STEPS, FAIL_ENV, firewall
 from tests.support.bridgenet import BridgeNet
 
@@ -31,6 +32,7 @@ def test_rollback_after_each_step(net: BridgeNet, step: str) -> None:
     res = net.add(conf, cid=cid, extra={FAIL_ENV: step})
     assert not res.ok
     assert res.json["msg"] == f"injected failure after step {step!r}"
+    assert res.json["code"] == BridgeCode.INJECTED_FAILURE
     net.assert_clean()
     assert cid not in _firewall_text(net), "firewall rules of the failed ADD are left"
     # the same attachment can be added again at once: nothing stale blocks it

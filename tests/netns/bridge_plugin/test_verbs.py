@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from bridge_plugin.errors import BridgeCode
 from tests.support.bridgenet import BridgeNet
 from tests.support.netns import delete as delete_ns
 
@@ -72,7 +73,7 @@ def test_check_catches_drift(net: BridgeNet) -> None:
     c = net.containers[0]
     # no prevResult
     out = net.call("CHECK", conf)
-    assert not out.ok and out.json["msg"] == "Required prevResult missing"
+    assert not out.ok and out.json["msg"] == "Required prevResult missing" and out.json["code"] == 7
     # a host-side MAC change is tolerated (reference #808)
     net.host.ip("link", "set", result["interfaces"][1]["name"], "address", "02:11:22:33:44:55")
     assert net.check(conf, result).ok
@@ -80,24 +81,41 @@ def test_check_catches_drift(net: BridgeNet) -> None:
     c.ip("route", "del", "default")
     out = net.check(conf, result)
     assert not out.ok and "not found in routing table" in out.json["msg"]
+    assert out.json["code"] == BridgeCode.CHECK_MISMATCH
     c.ip("route", "add", "default", "via", "10.77.0.1")
     assert net.check(conf, result).ok
     # a missing address is caught
     c.ip("addr", "del", "10.77.0.2/24", "dev", "eth0")
     out = net.check(conf, result)
     assert not out.ok and "Failed to match addr 10.77.0.2/24" in out.json["msg"]
+    assert out.json["code"] == BridgeCode.CHECK_MISMATCH
     # the port leaving the bridge is caught
     net.host.ip("link", "set", result["interfaces"][1]["name"], "nomaster")
     c.ip("addr", "add", "10.77.0.2/24", "dev", "eth0")
     c.ip("route", "replace", "default", "via", "10.77.0.1")
     out = net.check(conf, result)
     assert not out.ok and "veth created for bridge" in out.json["msg"]
+    assert out.json["code"] == BridgeCode.CHECK_MISMATCH
     # the container interface gone
     c.ip("link", "del", "eth0")
     out = net.check(conf, result)
     assert not out.ok and "eth0" in out.json["msg"]
+    assert out.json["code"] == BridgeCode.CHECK_MISMATCH
     assert net.delete(conf).ok
     net.assert_clean()
+
+
+def test_check_with_netns_gone_is_container_unknown(net: BridgeNet) -> None:
+    conf = net.config()
+    res = net.add(conf)
+    assert res.ok, res
+    c = net.containers[0]
+    delete_ns(c)
+    out = net.check(conf, res.json)
+    assert not out.ok and out.json["code"] == 3 and c.path in out.json["msg"]
+    assert net.delete({**conf, "prevResult": res.json}).ok
+    assert net.reservations() == [] and net.host_veths() == []
+    net.containers.clear()
 
 
 def test_check_wrong_sandbox(net: BridgeNet) -> None:
@@ -108,6 +126,7 @@ def test_check_wrong_sandbox(net: BridgeNet) -> None:
     result["interfaces"][2]["sandbox"] = "/run/netns/elsewhere"
     out = net.check(conf, result)
     assert not out.ok and "doesn't match configured netns" in out.json["msg"]
+    assert out.json["code"] == BridgeCode.CHECK_MISMATCH
     assert net.delete(conf).ok
 
 
