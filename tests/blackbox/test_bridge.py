@@ -54,6 +54,31 @@ def test_version_and_bad_env(net: BridgeNet, plugin_dir: Path) -> None:
     assert out.returncode == 1 and out.json["code"] == 4
 
 
+def test_failures_reach_the_runtime_with_their_codes(net: BridgeNet, plugin_dir: Path) -> None:
+    """The executable prints CNI error JSON (exit 1) with the bridge's own codes, never 999."""
+    binary = _bin(plugin_dir)
+    c = net.containers[0]
+    out = net.add(net.config(), netns="/run/netns/pycni-surely-missing-0", binary=binary)
+    assert (out.returncode, out.json["code"]) == (1, 3) and "pycni-surely-missing-0" in out.json["msg"]
+    c.ip("link", "add", "eth0", "type", "bridge")
+    out = net.add(net.config(), binary=binary)
+    assert (out.returncode, out.json["code"]) == (1, 120) and "'eth0' already exists" in out.json["msg"]
+    c.ip("link", "del", "eth0")
+    conf = net.config()
+    res = net.add(conf, binary=binary)
+    assert res.ok, res
+    c.ip("addr", "flush", "dev", "eth0")
+    out = net.check(conf, res.json, binary=binary)
+    assert (out.returncode, out.json["code"]) == (1, 126) and "Failed to match addr" in out.json["msg"]
+    assert net.delete({**conf, "prevResult": res.json}, binary=binary).ok
+    net.host.ip("link", "del", net.bridge)
+    net.host.ip("link", "add", net.bridge, "type", "veth", "peer", "name", "other0")
+    out = net.add(net.config(), binary=binary)
+    assert (out.returncode, out.json["code"]) == (1, 121) and "is not a bridge" in out.json["msg"]
+    net.host.ip("link", "del", net.bridge)
+    net.assert_clean()
+
+
 def test_parallel_adds_then_dels_on_one_bridge(plugin_dir: Path, tmp_path: Path) -> None:
     """32 containers at once onto a bridge that does not exist yet: no error, then nothing left."""
     net = make_net(plugin_dir, tmp_path / "ipam", containers=0)
