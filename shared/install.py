@@ -12,17 +12,18 @@ import os
 import sys
 from pathlib import Path
 
-EXECUTABLES = {"host-local": "ipam_hostlocal.main", "bridge": "bridge_plugin.main"}
+from .handoff import EXECUTABLES
 DEFAULT_BIN_DIR = "/opt/cni/bin"
 
 LAUNCHER = """#!{python} -IS
 # pycni {name}: written by `pycni install`. Do not put this file on PATH.
 import sys
 sys.path[:0] = {paths!r}
-from shared.handoff import handoff, leave
+from shared.handoff import handoff, in_process, leave
 status = handoff({name!r})  # a running `pycni serve` did the work (warm path), else None
 if status is not None:
     leave(status)
+in_process({name!r}, __file__)  # delegating to our own host-local runs it here, without an exec
 from {module} import main
 sys.exit(main())
 """

@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-from .handoff import DEFAULT_SOCKET, MAGIC, decode_request
+from .handoff import DEFAULT_SOCKET, EXECUTABLES, MAGIC, InProcess, decode_request
 
 CLONE_NEWNET = 0x40000000
 REQUEST_TIMEOUT = 5.0  # a client that does not send its request or its b"G" within this is dropped
@@ -123,62 +123,14 @@ def _warm_caches() -> None:
 # --- which plugin runs what -----------------------------------------------------------------
 
 def _plugin_module(name: str) -> Any:
-    from .install import EXECUTABLES
-
     return importlib.import_module(EXECUTABLES[name])
 
 
-def _plugin_object(module: Any) -> Any:
-    from .skel import Plugin
+def in_process_delegates() -> InProcess:
+    """Delegation to our own installed host-local is served in the worker (see shared.handoff)."""
+    from .install import render_launcher
 
-    for value in vars(module).values():
-        if isinstance(value, Plugin):
-            return value
-    return None
-
-
-class InProcessDelegates:
-    """Serve delegation to our own installed host-local in-process (shared.invoke's hook).
-
-    Only a binary whose bytes are exactly the launcher `pycni install` would write for this
-    interpreter counts as ours; anything else (another IPAM, another pycni) is exec'd as usual.
-    """
-
-    def __init__(self) -> None:
-        from .install import EXECUTABLES, render_launcher
-
-        self._python = os.path.realpath(sys.executable)
-        self._bodies = {}
-        for name in EXECUTABLES:
-            text = render_launcher(name, sys.executable).encode()
-            self._bodies[text.partition(b"\n")[2]] = name
-        self._limit = max(len(text) for text in self._bodies) + 4096
-        self._plugins: dict[str, Any] = {}
-
-    def plugin_for(self, binary: str) -> Any:
-        """Ours if the launcher matches ours byte for byte, save for how the interpreter is spelt."""
-        try:
-            with open(binary, "rb") as f:
-                head = f.read(self._limit)
-        except OSError:
-            return None
-        first, _, body = head.partition(b"\n")
-        name = self._bodies.get(body)
-        if name is None or not first.startswith(b"#!") or not first.endswith(b" -IS"):
-            return None
-        if os.path.realpath(os.fsdecode(first[2:-4])) != self._python:
-            return None
-        if name not in self._plugins:
-            self._plugins[name] = _plugin_object(_plugin_module(name))
-        return self._plugins[name]
-
-    def __call__(self, binary: str, env: Mapping[str, str], stdin: bytes) -> Any:
-        plugin = self.plugin_for(binary)
-        if plugin is None:
-            return None
-        from .skel import run
-
-        return run(plugin, env, lambda: stdin)
+    return InProcess(render_launcher("bridge", sys.executable).encode(), "bridge")
 
 
 # --- one request, in a forked child -----------------------------------------------------------
@@ -346,12 +298,10 @@ class Pool:
     """
 
     def __init__(self, listener: socket.socket, size: int) -> None:
-        from .install import EXECUTABLES
-
         self.listener = listener
         self.size = max(1, size)
         self.names = frozenset(EXECUTABLES)
-        self.hook = InProcessDelegates()
+        self.hook = in_process_delegates()
         self.idle: set[int] = set()
         self.busy: set[int] = set()
         self.notify_r, self.notify_w = os.pipe2(os.O_CLOEXEC)

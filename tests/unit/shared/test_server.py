@@ -71,25 +71,33 @@ def test_imports_inside_functions_are_found(tmp_path: Path) -> None:
 
 def test_launchers_are_recognised_exactly(tmp_path: Path) -> None:
     paths = install(str(tmp_path))
-    delegates = server.InProcessDelegates()
-    for path in paths:
-        plugin = delegates.plugin_for(path)
-        assert plugin is not None and plugin.name == Path(path).name
-    edited = tmp_path / "edited"
-    edited.write_text(render_launcher("host-local") + "# changed\n")
-    other_python = tmp_path / "other"
-    other_python.write_text(render_launcher("host-local", "/usr/bin/python3"))
-    script = tmp_path / "script"
-    script.write_text("#!/bin/sh\necho {}\n")
-    for candidate in (edited, other_python, script, tmp_path / "missing"):
-        assert delegates.plugin_for(str(candidate)) is None, candidate
+    for delegates in (server.in_process_delegates(),  # the warm server's view
+                      handoff.InProcess(None, "bridge", str(tmp_path / "bridge"))):  # a cold launcher's
+        for path in paths:
+            plugin = delegates.plugin_for(path)
+            assert plugin is not None and plugin.name == Path(path).name
+        edited = tmp_path / "edited"
+        edited.write_text(render_launcher("host-local") + "# changed\n")
+        other_python = tmp_path / "other"
+        other_python.write_text(render_launcher("host-local", "/usr/bin/python3"))
+        script = tmp_path / "script"
+        script.write_text("#!/bin/sh\necho {}\n")
+        for candidate in (edited, other_python, script, tmp_path / "missing"):
+            assert delegates.plugin_for(str(candidate)) is None, candidate
+
+
+def test_interpreter_may_be_spelt_differently(tmp_path: Path) -> None:
+    link = tmp_path / "py"
+    link.symlink_to(sys.executable)
+    reference = render_launcher("bridge", sys.executable).encode()
+    assert handoff.same_install(render_launcher("host-local", str(link)).encode(), reference, "bridge") == "host-local"
 
 
 def test_in_process_delegate_runs_the_plugin(tmp_path: Path) -> None:
     binary = install(str(tmp_path))[list(EXECUTABLES).index("host-local")]
-    outcome = server.InProcessDelegates()(binary, {"CNI_COMMAND": "VERSION"}, b"")
+    outcome = server.in_process_delegates()(binary, {"CNI_COMMAND": "VERSION"}, b"")
     assert outcome.exit_code == 0 and "supportedVersions" in json.loads(outcome.stdout)
-    assert server.InProcessDelegates()(str(tmp_path / "nope"), {}, b"") is None
+    assert server.in_process_delegates()(str(tmp_path / "nope"), {}, b"") is None
 
 
 def test_socket_activation(tmp_path: Path) -> None:
