@@ -190,6 +190,26 @@ def _take_over_stdio(stdin: int, stdout: int, stderr: int) -> None:
     sys.stderr = open(2, "w", closefd=False)
 
 
+def _die_with_client(conn: socket.socket) -> None:
+    """If the caller is killed (a runtime's timeout, SIGKILL), the request dies at that point too,
+    as it would have in the caller's own process; it must not run on beside a retry."""
+    import select
+    import threading
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN | select.POLLRDHUP)
+        while True:
+            try:
+                if poller.poll():
+                    break  # the client sends nothing after b"G": any event means it is gone
+            except InterruptedError:
+                continue
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="pycni-client-watch", daemon=True).start()
+
+
 def _release_stdio() -> None:
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -238,6 +258,7 @@ def serve_connection(conn: socket.socket, names: frozenset[str]) -> None:
     except (OSError, ValueError, ConnectionError):
         return
     conn.settimeout(None)
+    _die_with_client(conn)
     os.umask(umask)
     os.environ.clear()
     os.environ.update(env)

@@ -98,11 +98,27 @@ def run(binary: Path, host: netns.Namespace, env: dict[str, str], stdin: bytes) 
 
 
 def served(server: Server, before: set[str], timeout: float = 2.0) -> bool:
-    """Did a worker take a request since `before` was read?"""
+    """Did a worker take a request since `before` was read? (It exits when done, and the pool
+    may fork a replacement.)"""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.workers() - before:
+        if server.workers() ^ before:
             return True
+        time.sleep(0.01)
+    return False
+
+
+def worker_in(server: Server, ns: netns.Namespace, timeout: float = 5.0) -> bool:
+    """Is a worker of the server running inside `ns` (it joins the caller's namespace)?"""
+    target = os.stat(ns.path).st_ino
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for pid in server.workers():
+            try:
+                if os.stat(f"/proc/{pid}/ns/net").st_ino == target:
+                    return True
+            except OSError:
+                continue
         time.sleep(0.01)
     return False
 
@@ -380,3 +396,32 @@ def test_concurrent_warm_requests_get_distinct_addresses(server, plugin_dir, hos
     assert all(status == 0 for _, status, _ in results), results
     ips = {json.loads(out)["ips"][0]["address"] for out, _, _ in results}
     assert len(ips) == 8 and len(_reservations(tmp_path)) == 8
+
+
+def test_killing_the_caller_kills_the_warm_request(server, plugin_dir, hosts, tmp_path):
+    """SIGKILL of the executable stops the request where it is, as in the cold path: the worker
+    must not finish it behind the runtime's back (here: ADD blocked on host-local's lock)."""
+    import fcntl
+
+    net_dir = tmp_path / "warmnet"
+    net_dir.mkdir()
+    lock = os.open(net_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        conf = json.dumps(hl_conf()).replace("@DATA@", str(tmp_path)).encode()
+        env = cni_env("ADD", "killed", hosts[2].path, "eth0", "", str(plugin_dir), {"PYCNI_SOCKET": server.sock})
+        proc = subprocess.Popen(["nsenter", f"--net={hosts[0].path}", "--", str(plugin_dir / "host-local")],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        proc.stdin.write(conf)
+        proc.stdin.close()
+        assert worker_in(server, hosts[0]), "the call did not go to the server"
+        time.sleep(0.3)  # the worker now waits for the lock
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+        time.sleep(0.5)  # the worker notices the hang-up and dies
+    finally:
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        os.close(lock)
+    time.sleep(0.3)
+    assert _reservations(tmp_path) == []  # the request died with its caller
