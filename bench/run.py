@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Side-by-side latency benchmark: pycni (cold and warm) against the Go reference plugins.
 
-    sudo .venv/bin/python bench/run.py            # full run, ~10 minutes on 2 cores
-    sudo .venv/bin/python bench/run.py --quick    # smaller samples, ~2 minutes
+    sudo .venv/bin/python bench/run.py            # full run, 5-10 minutes on 2 cores
+    sudo .venv/bin/python bench/run.py --quick    # smaller samples, ~3 minutes
 
 Everything happens in network namespaces this script creates and deletes (a "host" namespace per
 implementation in which the plugins run, container namespaces, and one for the warm server); state
