@@ -295,5 +295,26 @@ def _validate(conf: NetConf) -> None:
         validate_backend(conf.ip_masq_backend)
 
 
+SCHEMA = "bridge-config"
+
+
 def load_request(req: Request) -> NetConf:
-    return load_conf(req.config, req.args)
+    """Load and check the whole config before any side effect.
+
+    shared/schemas/bridge-config.json is the source of truth for what a value may be; as in
+    host-local, jsonschema (~150 ms to import and compile) is consulted only when the typed loader
+    rejects something, and then its message, naming the field and value, is the one the caller
+    sees (the loader's Go-style text goes into the details). A unit test checks that the loader
+    and the schema reject the same values.
+    """
+    try:
+        return load_conf(req.config, req.args)
+    except CNIError as err:
+        if err.code not in (ErrorCode.DECODING_FAILURE, ErrorCode.INVALID_NETWORK_CONFIG):
+            raise
+        from shared.schema import schema_errors
+
+        problems = schema_errors(req.config, SCHEMA)
+        if not problems:
+            raise
+        raise CNIError(err.code, f"invalid {problems[0]}", str(err)) from None

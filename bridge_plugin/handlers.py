@@ -21,7 +21,7 @@ from shared.request import Request
 from shared.types import Interface, IPConfig, Result, Route, prev_result
 
 from . import netlink as nl
-from .config import NetConf, load_conf
+from .config import NetConf, load_conf, load_request
 from .errors import BridgeCode
 
 FAIL_ENV = "PYCNI_TEST_FAIL_AT"
@@ -65,7 +65,7 @@ def attachment(fw: ModuleType, conf: NetConf, req: Request) -> Any:
 # -- ADD --------------------------------------------------------------------------------------------
 
 def cmd_add(req: Request) -> Result:
-    conf = load_conf(req.config, req.args)
+    conf = load_request(req)
     fw = None
     if (conf.ip_masq and conf.is_layer3) or conf.macspoofchk:
         fw = _need_firewall("ipMasq" if conf.ip_masq else "macspoofchk")
@@ -305,7 +305,7 @@ def _del_container_link(req: Request) -> list[Any]:
 # -- CHECK ------------------------------------------------------------------------------------------
 
 def cmd_check(req: Request) -> None:
-    conf = load_conf(req.config, req.args)
+    conf = load_request(req)
     prev = prev_result(req.config)
     if prev is None:
         raise CNIError(ErrorCode.INVALID_NETWORK_CONFIG, "Required prevResult missing",

@@ -171,3 +171,20 @@ def test_schema_accepts_what_load_accepts() -> None:
 def test_schema_file_is_valid_json() -> None:
     path = Path(__file__).resolve().parents[3] / "shared" / "schemas" / "bridge-config.json"
     assert json.loads(path.read_text())["$schema"].startswith("https://json-schema.org/draft/2020-12")
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"isGateway": "yes"}, "isGateway"),
+    ({"mtu": 10}, "mtu"),
+    ({"vlan": 5000}, "vlan"),
+])
+def test_rejection_reads_as_the_schema_names_it(bad: dict, field: str) -> None:
+    from bridge_plugin.config import load_request
+    from shared.request import Request
+
+    config = {"cniVersion": "1.1.0", "name": "n", "type": "bridge", **bad}
+    with pytest.raises(CNIError) as info:
+        load_request(Request(command="ADD", config=config))
+    assert info.value.msg.startswith(f"invalid {field}: "), info.value
+    assert repr(bad[field]) in info.value.msg or str(bad[field]) in info.value.msg
+    assert info.value.details  # the loader's own (reference-worded) text is kept
