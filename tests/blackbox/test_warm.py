@@ -425,3 +425,54 @@ def test_killing_the_caller_kills_the_warm_request(server, plugin_dir, hosts, tm
         os.close(lock)
     time.sleep(0.3)
     assert _reservations(tmp_path) == []  # the request died with its caller
+
+
+def test_socket_activation_end_to_end(plugin_dir, hosts, tmp_path):
+    """systemd-style activation (LISTEN_FDS): the server uses the socket it is handed."""
+    import shutil
+
+    activate = shutil.which("systemd-socket-activate")
+    if activate is None:
+        pytest.skip("systemd-socket-activate is not installed")
+    sock = tmp_path / "act.sock"
+    proc = subprocess.Popen(["nsenter", f"--net={hosts[1].path}", "--", activate, "-l", str(sock), "--",
+                             sys.executable, "-m", "shared.cli", "serve", "--workers", "2"],
+                            cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        srv = Server(proc.pid, str(sock))  # activate execs the server on the first connection: same pid
+        first = tmp_path / "first"
+        out, status, _ = _hl_add(plugin_dir, hosts[0], hosts[2], first, str(sock))  # starts it (or runs cold)
+        assert status == 0 and _reservations(first) == ["10.77.0.2"], out
+        deadline = time.monotonic() + 60
+        while len(srv.workers()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = srv.workers()
+        out, status, _ = _hl_add(plugin_dir, hosts[0], hosts[2], tmp_path, str(sock))
+        assert status == 0 and _reservations(tmp_path) == ["10.77.0.2"], out
+        assert served(srv, before), "the call was not served by the activated server"
+    finally:
+        stop_server(proc)
+
+
+def test_systemd_units_in_the_docs_verify(tmp_path):
+    """The unit pair documented in docs/performance.md passes `systemd-analyze verify`."""
+    import shutil
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    doc = (ROOT / "docs" / "performance.md").read_text()
+    blocks = re.findall(r"`/etc/systemd/system/(pycni\.\w+)`:\n\n((?:    .*\n|\n)+?)(?=\S)", doc)
+    assert sorted(name for name, _ in blocks) == ["pycni.service", "pycni.socket"]
+    pycni = Path(sys.executable).parent / "pycni"
+    for name, body in blocks:
+        text = "\n".join(line[4:] for line in body.splitlines())
+        (tmp_path / name).write_text(text.replace("/opt/pycni/.venv/bin/pycni", str(pycni)).strip() + "\n")
+    assert "ExecStart=" in (tmp_path / "pycni.service").read_text()
+    assert "ListenStream=/run/pycni/pycni.sock" in (tmp_path / "pycni.socket").read_text()
+    run_ = subprocess.run([analyze, "verify", str(tmp_path / "pycni.socket"), str(tmp_path / "pycni.service")],
+                          capture_output=True, text=True, timeout=60)
+    assert run_.returncode == 0, run_.stderr
