@@ -185,9 +185,11 @@ def _own_mnt_id() -> bytes:
 def _take_over_stdio(stdin: int, stdout: int, stderr: int) -> None:
     for src, dst in ((stdin, 0), (stdout, 1), (stderr, 2)):
         os.dup2(src, dst)
-    sys.stdin = open(0, "r", closefd=False)
-    sys.stdout = open(1, "w", closefd=False)
-    sys.stderr = open(2, "w", closefd=False)
+    # as a fresh interpreter sets them up (UTF-8 here; stderr line-buffered, never failing)
+    sys.stdin = open(0, "r", encoding="utf-8", closefd=False)
+    sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", line_buffering=True,
+                      closefd=False)
 
 
 def _die_with_client(conn: socket.socket) -> None:
