@@ -188,7 +188,7 @@ def _take_over_stdio(stdin: int, stdout: int, stderr: int) -> None:
     # as a fresh interpreter sets them up (UTF-8 here; stderr line-buffered, never failing)
     sys.stdin = open(0, "r", encoding="utf-8", closefd=False)
     sys.stdout = open(1, "w", encoding="utf-8", closefd=False)
-    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", line_buffering=True,
+    sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", buffering=1,
                       closefd=False)
 
 
@@ -251,13 +251,14 @@ def serve_connection(conn: socket.socket, names: frozenset[str]) -> None:
             conn.sendall(b"N")  # different mount namespace: paths would mean something else
             return
         netns, cwd = fds
+        _plugin_module(name)  # everything that can fail goes before b"?" (then the client runs cold)
         _setns(netns)
         os.fchdir(cwd)
         conn.sendall(b"?")
         go, stdio = _recv_fds(conn, 1, 3)
         if go != b"G" or len(stdio) != 3:
             return  # the client gave up and runs the cold path itself
-    except (OSError, ValueError, ConnectionError):
+    except (OSError, ValueError, ConnectionError, ImportError):
         return
     conn.settimeout(None)
     _die_with_client(conn)
