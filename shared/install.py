@@ -23,6 +23,8 @@ from shared.handoff import handoff, in_process, leave
 status = handoff({name!r})  # a running `pycni serve` did the work (warm path), else None
 if status is not None:
     leave(status)
+import gc
+gc.disable()  # a short-lived process: cyclic GC during the imports costs ~10% of start-up, frees nothing
 in_process({name!r}, __file__)  # delegating to our own host-local runs it here, without an exec
 from {module} import main
 sys.exit(main())
