@@ -418,8 +418,34 @@ def activated_socket() -> Optional[socket.socket]:
     return socket.socket(fileno=3)
 
 
+class AlreadyServing(Exception):
+    """Another `pycni serve` holds this socket path."""
+
+
+def claim_socket_path(path: str) -> Any:
+    """Hold `<path>.lock` for the server's lifetime.
+
+    Without it a second server would unlink the first one's socket and take over its path, and
+    when either exited it would unlink the socket the other still serves. filelock is right here:
+    the server is long-lived, so its import cost does not matter, and nothing else shares the file.
+    """
+    from filelock import FileLock, Timeout
+
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    lock = FileLock(path + ".lock", timeout=0, mode=0o600)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise AlreadyServing(f"another pycni serve is already serving {path}") from None
+    return lock
+
+
 def bind_socket(path: str) -> socket.socket:
-    """A root-only listening socket: directory 0700 when we create it, socket 0600."""
+    """A root-only listening socket: directory 0700 when we create it, socket 0600.
+
+    The caller holds the path's claim (claim_socket_path), so a socket file found here is a
+    stale one left by a server that died."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o700, exist_ok=True)
     try:
@@ -460,8 +486,14 @@ def main(argv: list[str] | None = None) -> int:
     if not ns.no_preload:
         preload()  # before binding: until we can serve quickly, callers take the cold path at once
     path = None
+    claim = None
     if listener is None:
         path = ns.socket or os.environ.get("PYCNI_SOCKET") or DEFAULT_SOCKET
+        try:
+            claim = claim_socket_path(path)
+        except AlreadyServing as e:
+            _log(str(e))
+            return 1
         listener = bind_socket(path)
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
@@ -474,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
                 os.unlink(path)
             except OSError:
                 pass
+        if claim is not None:
+            claim.release()
     return 0
 
 

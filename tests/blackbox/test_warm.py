@@ -476,3 +476,13 @@ def test_systemd_units_in_the_docs_verify(tmp_path):
     run_ = subprocess.run([analyze, "verify", str(tmp_path / "pycni.socket"), str(tmp_path / "pycni.service")],
                           capture_output=True, text=True, timeout=60)
     assert run_.returncode == 0, run_.stderr
+
+
+def test_second_server_on_the_same_socket_refuses(server: Server) -> None:
+    """A second `pycni serve` must not unlink and take over a live server's socket."""
+    before = os.stat(server.sock).st_ino
+    proc = subprocess.run([sys.executable, "-m", "shared.cli", "serve", "--socket", server.sock, "--no-preload"],
+                          cwd=str(ROOT), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "already serving" in proc.stderr
+    assert os.stat(server.sock).st_ino == before  # the first server's socket is untouched
