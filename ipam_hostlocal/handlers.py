@@ -59,8 +59,11 @@ def cmd_add(req: Request) -> Result:
         # range) must not leave a fresh directory and lock behind: plan it first, then create.
         plan(list(conf.range_sets), {}, [], list(conf.requested), {}, req.container_id)
     with store.locked(create=True):
-        scan = store.scan()
-        own = {l.ip for l in scan.owned_by(req.container_id, req.ifname)}
+        # Only the once-per-boot reclaim check needs every file's mtime; otherwise read only the
+        # files the catalog does not know (those the reference wrote since our last call).
+        full = conf.reclaim_after_reboot and store.boot_check_due() is not None
+        scan = store.scan(full=full)
+        own = {l.ip for l in store.owned(scan, req.container_id, req.ifname)}
         remove, stale, boot = _reclaimable(store, scan, conf, keep=lambda lease: lease.ip in own)
         live = {ip: l for ip, l in scan.leases.items() if ip not in stale}
         mine = [l.ip for l in Scan(live).owned_by(req.container_id, req.ifname)]
@@ -68,9 +71,11 @@ def cmd_add(req: Request) -> Result:
         allocations = plan(list(conf.range_sets), live, mine, list(conf.requested), last, req.container_id)
         new = [(a.ip, a.index) for a in allocations if a.new]
         if new or remove or boot is not None:
-            store.reserve(req.container_id, req.ifname, new, mine, remove, boot)
-        elif mine and set(store.index_lookup(req.container_id, req.ifname)) != set(mine):
-            store.remember(req.container_id, req.ifname, mine)  # e.g. a lease the reference made
+            store.reserve(req.container_id, req.ifname, new, mine, remove, boot, scan=scan)
+        else:
+            store.save_catalog(scan)
+            if mine and set(store.index_lookup(req.container_id, req.ifname)) != set(mine):
+                store.remember(req.container_id, req.ifname, mine)  # e.g. a lease the reference made
     ips = [IPConfig(address=ipaddress.ip_interface(f"{a.ip}/{a.range.subnet.prefixlen}"), gateway=a.range.gateway)
            for a in allocations]
     return Result(ips=ips, routes=list(conf.routes), dns=dns)
@@ -113,7 +118,7 @@ def cmd_check(req: Request) -> None:
     mine: list[Lease] = []
     if store.exists():
         with store.locked(create=False):
-            mine = store.scan().owned_by(req.container_id, req.ifname)
+            mine = store.lookup(req.container_id, req.ifname)
     if not mine:
         raise CNIError(ERR_CHECK_MISSING, f"host-local: Failed to find address added by container {req.container_id}")
     _check_prev(conf, req, mine)

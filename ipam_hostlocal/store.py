@@ -14,6 +14,13 @@ would leave there:
 * `boot`: the boot_id in which the directory was last checked for reservations from before a reboot;
 * `leases/<id>@<ifname>`: an index of each attachment's addresses, so DEL need not read every file.
   An entry is only a hint: every hit is checked against the reservation file itself.
+* `catalog`: every reservation file pycni has read or written, as (name, inode, owner), so ADD
+  and CHECK only read the files that are new since (the ones the reference wrote). Listing the
+  directory returns name and inode without reading anything; a name whose inode changed is read
+  again, and garbage is never catalogued (it is re-read until reclaimed).
+* `released`: names pycni released since the catalog was last written (appended by DEL and GC,
+  cleared with the next catalog), so a file recreated under the same name and a reused inode is
+  read again rather than trusted.
 
 The one exception is `<dataDir>/<network>/.pycni-tmp.*`, a write in flight (it has to be on the
 same file system to be linked into place). It exists only while the lock is held, so one found
@@ -39,6 +46,8 @@ LAST_RESERVED_PREFIX = "last_reserved_ip."
 META_DIR = ".pycni"
 BOOT_MARKER = "boot"
 INDEX_DIR = "leases"
+CATALOG = "catalog"
+RELEASED = "released"
 TMP_PREFIX = ".pycni-tmp."
 LINE_BREAK = "\r\n"
 LOCK_TIMEOUT = 60.0  # seconds; then code 11 (try again later)
@@ -46,6 +55,8 @@ LOCK_TIMEOUT = 60.0  # seconds; then code 11 (try again later)
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _INDEX_MAGIC = "pycni-lease v1"
 _BOOT_MAGIC = "pycni-boot v1"
+_CATALOG_MAGIC = "pycni-catalog v1"
+Owner = tuple[str, Optional[str]]
 
 
 def io_error(what: str, e: OSError) -> CNIError:
@@ -59,7 +70,7 @@ class Lease:
     ip: IPAddress
     container_id: str
     ifname: Optional[str]
-    mtime: float
+    mtime: float  # math.inf when taken from the catalog (only the boot check needs it, and it reads all)
 
     def exact(self, container_id: str, ifname: str) -> bool:
         return self.container_id == container_id and self.ifname == ifname
@@ -75,6 +86,9 @@ class Scan:
     leases: dict[IPAddress, Lease] = field(default_factory=dict)
     garbage: list[str] = field(default_factory=list)    # address files with no valid owner (crashed writer)
     leftovers: list[str] = field(default_factory=list)  # our temp files from a crashed write
+    inodes: dict[str, int] = field(default_factory=dict)  # name -> inode of every lease, for the catalog
+    read: int = 0        # reservation files whose content was read by this scan
+    dirty: bool = False  # the catalog on disk no longer matches (new, changed or vanished files)
 
     def owned_by(self, container_id: str, ifname: str) -> list[Lease]:
         """The reference's lookup: full matches, or failing those, legacy ID-only files."""
@@ -96,6 +110,11 @@ def parse_owner(data: bytes) -> Optional[tuple[str, Optional[str]]]:
     if ifname == "" or any(c.isspace() or c in "/:" for c in ifname):
         return None
     return cid, ifname
+
+
+def _might_be_address(name: str) -> bool:
+    """A cheap pre-filter before parsing: addresses start with a hex digit or ':'."""
+    return bool(name) and (name[0] in "0123456789abcdefABCDEF:")
 
 
 def index_name(container_id: str, ifname: str) -> str:
@@ -183,9 +202,14 @@ class Store:
             os.close(fd)  # closing drops the flock
 
     # -- reading ---------------------------------------------------------------------------------
-    def scan(self) -> Scan:
-        """Read every reservation (the reference's Walk does the same on each lookup)."""
+    def scan(self, full: bool = True) -> Scan:
+        """Every reservation in the directory. `full` reads every file (the reference's Walk does
+        the same on each lookup; the boot check needs each file's mtime). Otherwise only files the
+        catalog does not know by (name, inode) are read: the directory listing gives both for free."""
+        import math
+
         out = Scan()
+        known = {} if full else self._load_catalog()
         try:
             entries = list(os.scandir(self.dir))
         except OSError as e:
@@ -195,25 +219,134 @@ class Store:
             if name.startswith(TMP_PREFIX):
                 out.leftovers.append(name)
                 continue
+            cached = known.pop(name, None)
+            if cached is None and not _might_be_address(name):
+                continue
             ip = parse_ip(name)
             if ip is None or str(ip) != name:
                 continue
             try:
                 if not entry.is_file(follow_symlinks=False):
                     continue
+                ino = entry.inode()
+                if cached is not None and cached[0] == ino:
+                    out.leases[ip] = Lease(ip, cached[1], cached[2], math.inf)
+                    out.inodes[name] = ino
+                    continue
                 with open(entry.path, "rb") as f:
                     data = f.read(4096)
-                    mtime = os.fstat(f.fileno()).st_mtime
+                    st = os.fstat(f.fileno())
             except FileNotFoundError:
                 continue
             except OSError as e:
                 raise io_error(f"cannot read reservation {entry.path}", e) from None
+            out.read += 1
+            out.dirty = True
             owner = parse_owner(data)
             if owner is None:
                 out.garbage.append(name)
             else:
-                out.leases[ip] = Lease(ip, owner[0], owner[1], mtime)
+                out.leases[ip] = Lease(ip, owner[0], owner[1], st.st_mtime)
+                out.inodes[name] = st.st_ino
+        if known:
+            out.dirty = True  # catalogued files that are gone
         return out
+
+    def owned(self, scan: Scan, container_id: str, ifname: str) -> list[Lease]:
+        """`scan.owned_by`, with every catalogued lease of this container ID read back first: a
+        catalog entry is trusted for other containers' addresses, never for the caller's own."""
+        import math
+
+        for lease in [l for l in scan.leases.values() if l.container_id == container_id and l.mtime == math.inf]:
+            owner = self.read_owner(lease.ip)
+            if owner != (lease.container_id, lease.ifname):
+                scan.dirty = True
+                del scan.leases[lease.ip]
+                if owner is None:
+                    if os.path.lexists(self.path(str(lease.ip))):
+                        scan.garbage.append(str(lease.ip))
+                    scan.inodes.pop(str(lease.ip), None)
+                else:
+                    scan.leases[lease.ip] = Lease(lease.ip, owner[0], owner[1], math.inf)
+        return scan.owned_by(container_id, ifname)
+
+    def lookup(self, container_id: str, ifname: str) -> list[Lease]:
+        """CHECK's lookup, DEL's path: verified index hits; on a miss the catalogued scan."""
+        import math
+
+        hits = [Lease(ip, container_id, ifname, math.inf) for ip in self.index_lookup(container_id, ifname)
+                if self.read_owner(ip) == (container_id, ifname)]
+        if hits:
+            return hits
+        scan = self.scan(full=False)
+        mine = self.owned(scan, container_id, ifname)
+        self.save_catalog(scan)
+        return mine
+
+    # -- catalog ---------------------------------------------------------------------------------
+    def _load_catalog(self) -> dict[str, tuple[int, str, Optional[str]]]:
+        """name -> (inode, containerID, ifname or None); empty (everything is read) when missing or
+        damaged. Names pycni released since the catalog was written are left out (read again)."""
+        try:
+            with open(os.path.join(self.meta, CATALOG), "rb") as f:
+                lines = f.read().decode("utf-8", "replace").split("\n")
+        except OSError:
+            return {}
+        if len(lines) < 3 or lines[0] != _CATALOG_MAGIC or lines[-1] != "" or lines[-2] != f"end {len(lines) - 3}":
+            return {}
+        out: dict[str, tuple[int, str, Optional[str]]] = {}
+        for line in lines[1:-2]:
+            parts = line.split("\t")
+            if len(parts) not in (3, 4) or not parts[1].isdigit():
+                return {}
+            out[parts[0]] = (int(parts[1]), parts[2], parts[3] if len(parts) == 4 else None)
+        try:
+            with open(os.path.join(self.meta, RELEASED), "rb") as f:
+                for name in f.read().decode("utf-8", "replace").split("\n"):
+                    out.pop(name, None)
+        except OSError:
+            pass
+        return out
+
+    def save_catalog(self, scan: Scan) -> None:
+        """Write the catalog if `scan` found it out of date. Best effort: without it the next call
+        reads every file once."""
+        if not scan.dirty:
+            return
+        rows = []
+        for ip, lease in scan.leases.items():
+            name = str(ip)
+            ino = scan.inodes.get(name)
+            if ino is None:
+                continue
+            rows.append(f"{name}\t{ino}\t{lease.container_id}" + (f"\t{lease.ifname}" if lease.ifname else ""))
+        body = "\n".join([_CATALOG_MAGIC, *rows, f"end {len(rows)}", ""])
+        try:
+            os.makedirs(self.meta, 0o755, exist_ok=True)
+            self._replace(os.path.join(self.meta, CATALOG), body.encode())
+            try:
+                os.unlink(os.path.join(self.meta, RELEASED))
+            except FileNotFoundError:
+                pass
+        except OSError:
+            return
+        scan.dirty = False
+
+    def _note_released(self, names: Iterable[str]) -> None:
+        """Best effort, and O(1) for DEL: if it fails the catalog entry stays, which only matters if
+        the same name is recreated with a reused inode before the next catalog is written."""
+        names = list(names)
+        if not names or not os.path.exists(os.path.join(self.meta, CATALOG)):
+            return
+        try:
+            fd = os.open(os.path.join(self.meta, RELEASED), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, 0o600)
+            try:
+                os.write(fd, "".join(f"{n}\n" for n in names).encode())
+            finally:
+                os.close(fd)
+        except OSError:
+            pass
 
     def read_owner(self, ip: IPAddress) -> Optional[tuple[str, Optional[str]]]:
         try:
@@ -241,17 +374,24 @@ class Store:
 
         The mtime comparison runs once per boot (the marker records the boot_id), so a clock
         stepped later cannot make a reservation from this boot look old."""
-        boot = self._boot()
+        boot = self.boot_check_due()
         if boot is None:
             return [], None
+        return [l for l in scan.leases.values() if l.mtime < boot.boot_time], boot
+
+    def boot_check_due(self) -> Optional[BootInfo]:
+        """The current boot, if the directory has not been checked in it yet (None when unknown)."""
+        boot = self._boot()
+        if boot is None:
+            return None
         try:
             with open(os.path.join(self.meta, BOOT_MARKER), "rb") as f:
                 marker = f.read(256).decode("ascii", "replace").split("\n")
         except OSError:
             marker = []
         if len(marker) >= 2 and marker[0] == _BOOT_MAGIC and marker[1] == boot.boot_id:
-            return [], None
-        return [l for l in scan.leases.values() if l.mtime < boot.boot_time], boot
+            return None
+        return boot
 
     # -- index -----------------------------------------------------------------------------------
     def index_lookup(self, container_id: str, ifname: str) -> list[IPAddress]:
@@ -281,12 +421,14 @@ class Store:
         os.close(fd)
         return path
 
-    def _create_exclusive(self, name: str, data: bytes) -> None:
+    def _create_exclusive(self, name: str, data: bytes) -> int:
         """Complete content or no file: write a temp file, fsync, then link() it into place (link
-        fails if the name exists, the same O_EXCL guarantee the reference's create has)."""
+        fails if the name exists, the same O_EXCL guarantee the reference's create has).
+        Returns the new file's inode, for the catalog."""
         tmp = self._write_tmp(data, 0o600)
         try:
             os.link(tmp, self.path(name))
+            return os.lstat(tmp).st_ino
         finally:
             os.unlink(tmp)
 
@@ -325,17 +467,22 @@ class Store:
             pass  # best effort: a stale entry is never trusted (hits are verified)
 
     def reserve(self, container_id: str, ifname: str, new: list[tuple[IPAddress, int]],
-                held: list[IPAddress], remove: Iterable[str] = (), boot: Optional[BootInfo] = None) -> None:
+                held: list[IPAddress], remove: Iterable[str] = (), boot: Optional[BootInfo] = None,
+                scan: Optional[Scan] = None) -> None:
         """Apply one ADD: drop `remove` (reclaimed files), create the `new` reservations with their
         cursors, index them, record the boot; then fsync the directory once. On failure every file
-        this call created is removed again, so the reservation is all or nothing."""
+        this call created is removed again, so the reservation is all or nothing. With `scan` (the
+        directory as read by this ADD) the catalog is brought up to date as well."""
         created: list[str] = []
+        remove = list(remove)
+        inodes: dict[str, int] = {}
         try:
             for name in remove:
                 self._unlink(name)
             for ip, index in new:
                 try:
-                    self._create_exclusive(str(ip), f"{container_id.strip()}{LINE_BREAK}{ifname}".encode())
+                    inodes[str(ip)] = self._create_exclusive(str(ip),
+                                                             f"{container_id.strip()}{LINE_BREAK}{ifname}".encode())
                 except FileExistsError:
                     raise CNIError(ErrorCode.TRY_AGAIN_LATER, f"{ip} was reserved concurrently by a writer that "
                                                               f"does not take the lock {self.path(LOCK_NAME)}") from None
@@ -348,6 +495,17 @@ class Store:
             raise io_error(f"cannot write reservations in {self.dir}", e) from None
         ips = [*held, *(ip for ip, _ in new)]
         self._write_bookkeeping(container_id, ifname, ips or None, boot)
+        if scan is not None:
+            import math
+
+            for name in remove:
+                scan.leases.pop(parse_ip(name), None)  # type: ignore[arg-type]
+                scan.inodes.pop(name, None)
+            for ip, _ in new:
+                scan.leases[ip] = Lease(ip, container_id.strip(), ifname, math.inf)
+                scan.inodes[str(ip)] = inodes[str(ip)]
+            scan.garbage, scan.leftovers, scan.dirty = [], [], True
+            self.save_catalog(scan)
 
     def remember(self, container_id: str, ifname: str, ips: list[IPAddress]) -> None:
         """Index an existing lease (one found by a scan), so its DEL need not scan."""
@@ -373,10 +531,18 @@ class Store:
         try:
             hits = [ip for ip in self.index_lookup(container_id, ifname)
                     if self.read_owner(ip) == (container_id, ifname)]
+            scan = None
             if not hits:
-                hits = [l.ip for l in self.scan().owned_by(container_id, ifname)]
+                scan = self.scan(full=False)
+                hits = [l.ip for l in self.owned(scan, container_id, ifname)]
             for ip in hits:
                 self._unlink(str(ip))
+            self._note_released(str(ip) for ip in hits)
+            if scan is not None:
+                for ip in hits:
+                    scan.leases.pop(ip, None)
+                    scan.dirty |= scan.inodes.pop(str(ip), None) is not None
+                self.save_catalog(scan)
             self._drop_index(container_id, ifname)
             if hits:
                 self._fsync_dir()
@@ -386,9 +552,11 @@ class Store:
 
     def remove(self, names: Iterable[str], drop_index: Iterable[tuple[str, str]] = ()) -> None:
         """GC: remove files found stale under the lock, and their index entries."""
+        names = list(names)
         try:
             for name in names:
                 self._unlink(name)
+            self._note_released(names)
             for cid, ifname in drop_index:
                 self._drop_index(cid, ifname)
             self._fsync_dir()
