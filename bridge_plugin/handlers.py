@@ -97,8 +97,7 @@ def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack, re
     fail_point(req, "veth")
 
     nl.write_sysctl(f"net/ipv6/conf/{veth.name}/accept_ra", "0", ignore_errors=True)
-    nl.set_up(host, veth)
-    nl.enslave(host, veth, bridge)
+    nl.enslave_up(host, veth, bridge)
     nl.set_port_flags(host, veth, conf.hairpin_mode, conf.port_isolation)
     if conf.vlan or conf.vlans:
         nl.setup_port_vlans(host, veth, conf.vlan, conf.vlans, conf.preserve_default_vlan)
@@ -117,17 +116,17 @@ def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack, re
         fail_point(req, "spoofcheck")
 
     if conf.is_layer3:
-        _add_layer3(req, conf, fw, undo, host, cont, bridge, result)
+        _add_layer3(req, conf, fw, undo, host, cont, bridge, cont_link, result)
     elif not conf.disable_container_interface:
         nl.set_up(cont, cont_link)
 
     if not conf.disable_container_interface:
-        veth = nl.wait_oper_up(host, veth)
+        fresh_veth = nl.wait_oper_up(host, veth)  # read after every change ADD makes to it
         if result.ips:
             with nl.entered(req.netns):
                 nl.announce(req.ifname, cont_link.index, cont_link.mac, [ip.address for ip in result.ips])
-
-    fresh_veth = nl.link_by_index(host, veth.index) or veth
+    else:
+        fresh_veth = nl.link_by_index(host, veth.index) or veth
     fresh_bridge = nl.find_link(host, conf.bridge) or bridge
     result.interfaces[0].mac = fresh_bridge.mac
     result.interfaces[1].mac = fresh_veth.mac
@@ -137,7 +136,7 @@ def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack, re
 
 
 def _add_layer3(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack,
-                host: Any, cont: Any, bridge: nl.Link, result: Result) -> None:
+                host: Any, cont: Any, bridge: nl.Link, cont_link: nl.Link, result: Result) -> None:
     ipam = invoke.delegate_add(conf.ipam_type, req)
     undo.callback(_quiet, "IPAM DEL", invoke.delegate, conf.ipam_type, "DEL", req)
     fail_point(req, "ipam")
@@ -150,7 +149,7 @@ def _add_layer3(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitSt
     gateways = calc_gateways(conf, result)
 
     with nl.entered(req.netns):
-        nl.configure_container(cont, req.ifname, result.ips, result.routes, conf.enabledad)
+        nl.configure_container(cont, req.ifname, result.ips, result.routes, conf.enabledad, cont_link)
     fail_point(req, "container")
 
     if conf.is_gateway:

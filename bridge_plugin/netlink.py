@@ -222,13 +222,14 @@ def all_links(ipr: Any) -> list[Link]:
 def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> tuple[Link, bool]:
     """Create the bridge or reuse it (parallel ADDs racing on creation both succeed).
 
-    Returns the bridge and whether this call created it. A bridge made here, or found without ports,
+    Returns the bridge as first looked up (index, name, kind, MTU; its flags and MAC may have
+    changed since: callers read the MAC again at the end) and whether this call created it. A bridge made here, or found without ports,
     gets its MAC pinned before the first port joins, L2 included, so ports joining and leaving can no
     longer change it (cni#285, netavark#833). A bridge that already has ports is left alone: each MAC
     write flushes the bridge's neighbour table, and its MAC was settled when its first port joined."""
     created = False
-    existing = find_link(ipr, name)
-    if existing is None:
+    link = find_link(ipr, name)
+    if link is None:
         kwargs: dict[str, Any] = {"ifname": name, "kind": "bridge"}
         if mtu:
             kwargs["mtu"] = mtu
@@ -244,9 +245,9 @@ def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: 
                                "vlan/vlanTrunk need it; remove them from the config or use a kernel that has it") from e
             if _errno(e) != errno.EEXIST:
                 raise _kernel_error(f'failed to create bridge "{name}": could not add "{name}"', e) from e
-    link = find_link(ipr, name)
-    if link is None:
-        raise vanished(f'failed to create bridge "{name}": it vanished after creation')
+        link = find_link(ipr, name)
+        if link is None:
+            raise vanished(f'failed to create bridge "{name}": it vanished after creation')
     if link.kind != "bridge":
         raise CNIError(BridgeCode.BRIDGE_NAME_TAKEN,
                        f'failed to create bridge "{name}": "{name}" already exists but is not a bridge',
@@ -259,11 +260,12 @@ def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: 
         with mapped(f"could not set promiscuous mode on {name!r}"):
             ipr.link("set", index=link.index, flags=IFF_PROMISC, change=IFF_PROMISC)
     write_sysctl(f"net/ipv6/conf/{name}/accept_ra", "0", ignore_errors=True)
-    with mapped(f"failed to set bridge {name!r} up"):
-        ipr.link("set", index=link.index, state="up")
+    if not link.up:
+        with mapped(f"failed to set bridge {name!r} up"):
+            ipr.link("set", index=link.index, state="up")
     if created or not has_ports(ipr, link):
         pin_mac(ipr, link)
-    return find_link(ipr, name) or link, created
+    return link, created
 
 
 def has_ports(ipr: Any, bridge: Link) -> bool:
@@ -324,6 +326,12 @@ def set_up(ipr: Any, link: Link) -> None:
 def enslave(ipr: Any, link: Link, bridge: Link) -> None:
     with mapped(f"failed to connect {link.name!r} to bridge {bridge.name}"):
         ipr.link("set", index=link.index, master=bridge.index)
+
+
+def enslave_up(ipr: Any, link: Link, bridge: Link) -> None:
+    """Port of the bridge and up, in one request (the kernel joins the bridge first, then opens)."""
+    with mapped(f"failed to connect {link.name!r} to bridge {bridge.name} and set it up"):
+        ipr.link("set", index=link.index, master=bridge.index, state="up")
 
 
 def set_port_flags(ipr: Any, link: Link, hairpin: bool, isolated: bool) -> None:
@@ -523,10 +531,12 @@ def container_link_exists(ipr: Any, ifname: str) -> bool:
 
 
 def configure_container(ipr: Any, ifname: str, ips: Sequence[Any], routes: Sequence[Route],
-                        enabledad: bool) -> Link:
+                        enabledad: bool, link: Link | None = None) -> Link:
     """Sysctls, addresses, link up, optional DAD settle, routes: the reference's ConfigureIface,
-    without waiting for anything unless DAD was asked for."""
-    link = find_link(ipr, ifname)
+    without waiting for anything unless DAD was asked for. `link`: CNI_IFNAME as the caller
+    already looked it up (saves a request)."""
+    if link is None:
+        link = find_link(ipr, ifname)
     if link is None:
         raise vanished(f"failed to lookup {ifname!r}: not found in the container namespace")
     addresses = [ip.address for ip in ips]
@@ -603,22 +613,64 @@ def announce(ifname: str, ifindex: int, mac: str, addresses: Sequence[IPInterfac
     """A gratuitous ARP / unsolicited neighbour advertisement per address, so neighbours that cached
     a previous owner's MAC for a reused IP switch at once (reference #858). Best effort."""
     hw = bytes.fromhex(mac.replace(":", ""))
-    for addr in addresses:
+    v4 = [a.ip for a in addresses if a.version == 4]
+    if v4:
         try:
-            if addr.version == 4:
-                _send_garp(ifname, hw, addr.ip.packed)
-            else:
-                _send_unsolicited_na(ifindex, hw, addr.ip)
+            _send_garps(ifname, hw, [ip.packed for ip in v4])
         except OSError as e:
-            print(f"bridge: could not announce {addr.ip} on {ifname}: {e.strerror}", file=sys.stderr)
+            print(f"bridge: could not announce {', '.join(map(str, v4))} on {ifname}: {e.strerror}", file=sys.stderr)
+    for addr in addresses:
+        if addr.version == 6:
+            try:
+                _send_unsolicited_na(ifindex, hw, addr.ip)
+            except OSError as e:
+                print(f"bridge: could not announce {addr.ip} on {ifname}: {e.strerror}", file=sys.stderr)
 
 
-def _send_garp(ifname: str, hw: bytes, ip: bytes) -> None:
-    eth = b"\xff" * 6 + hw + struct.pack("!H", 0x0806)
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + ip + b"\x00" * 6 + ip
-    with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
-        s.bind((ifname, 0x0806))
-        s.send(eth + arp + b"\x00" * 18)
+def _send_garps(ifname: str, hw: bytes, ips: Sequence[bytes]) -> None:
+    """All of them through one AF_PACKET socket. Protocol 0 and no bind: the socket never joins
+    the receive path, whose removal (a protocol socket rebound to an interface) would wait for an
+    RCU grace period; its close, which always does, is left to a detached child."""
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+    try:
+        for ip in ips:
+            eth = b"\xff" * 6 + hw + struct.pack("!H", 0x0806)
+            arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + ip + b"\x00" * 6 + ip
+            s.sendto(eth + arp + b"\x00" * 18, (ifname, 0x0806))
+    finally:
+        _close_elsewhere(s)
+
+
+def _close_elsewhere(s: socket.socket) -> None:
+    """Closing the last reference to an AF_PACKET socket waits for an RCU grace period
+    (packet_release -> synchronize_net): 10-30 ms here, on every ADD; left open, it is paid at
+    exit, before the runtime's wait returns. So a forked child takes the last reference: it
+    closes everything else at once (it holds neither the runtime's stdout nor a lock), waits
+    until this process has dropped its reference (EOF on a pipe), then exits and pays the wait
+    where nobody waits for it. Once this short-lived process exits, whoever inherits the child
+    reaps it. If anything fails, the socket is simply closed here."""
+    fd = s.fileno()
+    try:
+        r, w = os.pipe()
+    except OSError:
+        s.close()
+        return
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = -1
+    if pid == 0:  # pragma: no cover - the child only closes, waits and exits
+        try:
+            keep = sorted((fd, r))
+            os.closerange(0, keep[0])
+            os.closerange(keep[0] + 1, keep[1])
+            os.closerange(keep[1] + 1, 1 << 20)
+            os.read(r, 1)  # EOF: the parent's reference is gone
+        finally:
+            os._exit(0)
+    s.close()
+    os.close(w)
+    os.close(r)
 
 
 def _send_unsolicited_na(ifindex: int, hw: bytes, ip: Any) -> None:
