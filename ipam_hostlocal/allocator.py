@@ -77,8 +77,18 @@ class RangeSet:
         return sum(r.size() for r in self.ranges)
 
     def used(self, reserved: Iterable[IPAddress]) -> int:
-        """How many of `reserved` take up an address this set could hand out."""
-        return sum(1 for ip in reserved if (r := self.range_for(ip)) is not None and ip != r.gateway)
+        """How many of `reserved` take up an address this set could hand out. Plain integer
+        comparisons: this runs over every reservation on each ADD (10,000 and more)."""
+        bounds = [(r.version, int(r.start), int(r.end), int(r.gateway) if r.gateway.version == r.version else -1)
+                  for r in self.ranges]
+        count = 0
+        for ip in reserved:
+            version, value = ip.version, int(ip)
+            for rv, lo, hi, gw in bounds:
+                if rv == version and lo <= value <= hi:
+                    count += value != gw
+                    break
+        return count
 
     def free(self, reserved: Iterable[IPAddress]) -> int:
         return self.capacity() - self.used(reserved)

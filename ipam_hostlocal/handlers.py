@@ -65,7 +65,7 @@ def cmd_add(req: Request) -> Result:
         scan = store.scan(full=full)
         own = {l.ip for l in store.owned(scan, req.container_id, req.ifname)}
         remove, stale, boot = _reclaimable(store, scan, conf, keep=lambda lease: lease.ip in own)
-        live = {ip: l for ip, l in scan.leases.items() if ip not in stale}
+        live = {ip: l for ip, l in scan.leases.items() if ip not in stale} if stale else scan.leases
         mine = [l.ip for l in Scan(live).owned_by(req.container_id, req.ifname)]
         last = {i: store.last_reserved(i) for i in range(len(conf.range_sets))}
         allocations = plan(list(conf.range_sets), live, mine, list(conf.requested), last, req.container_id)

@@ -87,13 +87,14 @@ class Scan:
     garbage: list[str] = field(default_factory=list)    # address files with no valid owner (crashed writer)
     leftovers: list[str] = field(default_factory=list)  # our temp files from a crashed write
     inodes: dict[str, int] = field(default_factory=dict)  # name -> inode of every lease, for the catalog
+    rows: dict[str, str] = field(default_factory=dict)    # name -> its unchanged catalog line
     read: int = 0        # reservation files whose content was read by this scan
     dirty: bool = False  # the catalog on disk no longer matches (new, changed or vanished files)
 
     def owned_by(self, container_id: str, ifname: str) -> list[Lease]:
         """The reference's lookup: full matches, or failing those, legacy ID-only files."""
-        exact = [l for l in self.leases.values() if l.exact(container_id, ifname)]
-        return exact or [l for l in self.leases.values() if l.legacy_of(container_id)]
+        ids = [l for l in self.leases.values() if l.container_id == container_id]
+        return [l for l in ids if l.ifname == ifname] or [l for l in ids if l.ifname is None]
 
 
 def parse_owner(data: bytes) -> Optional[tuple[str, Optional[str]]]:
@@ -110,6 +111,20 @@ def parse_owner(data: bytes) -> Optional[tuple[str, Optional[str]]]:
     if ifname == "" or any(c.isspace() or c in "/:" for c in ifname):
         return None
     return cid, ifname
+
+
+def parse_known(name: str) -> Optional[IPAddress]:
+    """A catalogued name, known to be a canonical address: IPv4 by integer arithmetic, about three
+    times faster than ipaddress's parser, which counts with ten thousand names per call."""
+    import ipaddress
+
+    try:
+        if ":" in name:
+            return ipaddress.IPv6Address(name)
+        a, b, c, d = name.split(".")
+        return ipaddress.IPv4Address((int(a) << 24) | (int(b) << 16) | (int(c) << 8) | int(d))
+    except ValueError:
+        return None
 
 
 def _might_be_address(name: str) -> bool:
@@ -220,10 +235,15 @@ class Store:
                 out.leftovers.append(name)
                 continue
             cached = known.pop(name, None)
-            if cached is None and not _might_be_address(name):
+            if cached is not None:
+                ip = parse_known(name)  # catalogued names are canonical: no round trip needed
+            elif not _might_be_address(name):
                 continue
-            ip = parse_ip(name)
-            if ip is None or str(ip) != name:
+            else:
+                ip = parse_ip(name)
+                if ip is not None and str(ip) != name:
+                    continue
+            if ip is None:
                 continue
             try:
                 if not entry.is_file(follow_symlinks=False):
@@ -232,6 +252,7 @@ class Store:
                 if cached is not None and cached[0] == ino:
                     out.leases[ip] = Lease(ip, cached[1], cached[2], math.inf)
                     out.inodes[name] = ino
+                    out.rows[name] = cached[3]
                     continue
                 with open(entry.path, "rb") as f:
                     data = f.read(4096)
@@ -262,6 +283,7 @@ class Store:
             if owner != (lease.container_id, lease.ifname):
                 scan.dirty = True
                 del scan.leases[lease.ip]
+                scan.rows.pop(str(lease.ip), None)
                 if owner is None:
                     if os.path.lexists(self.path(str(lease.ip))):
                         scan.garbage.append(str(lease.ip))
@@ -284,9 +306,10 @@ class Store:
         return mine
 
     # -- catalog ---------------------------------------------------------------------------------
-    def _load_catalog(self) -> dict[str, tuple[int, str, Optional[str]]]:
-        """name -> (inode, containerID, ifname or None); empty (everything is read) when missing or
-        damaged. Names pycni released since the catalog was written are left out (read again)."""
+    def _load_catalog(self) -> dict[str, tuple[int, str, Optional[str], str]]:
+        """name -> (inode, containerID, ifname or None, the line); empty (everything is read) when
+        missing or damaged. Names pycni released since the catalog was written are left out (read
+        again)."""
         try:
             with open(os.path.join(self.meta, CATALOG), "rb") as f:
                 lines = f.read().decode("utf-8", "replace").split("\n")
@@ -294,12 +317,12 @@ class Store:
             return {}
         if len(lines) < 3 or lines[0] != _CATALOG_MAGIC or lines[-1] != "" or lines[-2] != f"end {len(lines) - 3}":
             return {}
-        out: dict[str, tuple[int, str, Optional[str]]] = {}
+        out: dict[str, tuple[int, str, Optional[str], str]] = {}
         for line in lines[1:-2]:
             parts = line.split("\t")
             if len(parts) not in (3, 4) or not parts[1].isdigit():
                 return {}
-            out[parts[0]] = (int(parts[1]), parts[2], parts[3] if len(parts) == 4 else None)
+            out[parts[0]] = (int(parts[1]), parts[2], parts[3] if len(parts) == 4 else None, line)
         try:
             with open(os.path.join(self.meta, RELEASED), "rb") as f:
                 for name in f.read().decode("utf-8", "replace").split("\n"):
@@ -314,12 +337,14 @@ class Store:
         if not scan.dirty:
             return
         rows = []
-        for ip, lease in scan.leases.items():
-            name = str(ip)
-            ino = scan.inodes.get(name)
-            if ino is None:
-                continue
-            rows.append(f"{name}\t{ino}\t{lease.container_id}" + (f"\t{lease.ifname}" if lease.ifname else ""))
+        for name, ino in scan.inodes.items():
+            row = scan.rows.get(name)
+            if row is None:
+                lease = scan.leases.get(parse_ip(name))  # type: ignore[arg-type]
+                if lease is None:
+                    continue
+                row = f"{name}\t{ino}\t{lease.container_id}" + (f"\t{lease.ifname}" if lease.ifname else "")
+            rows.append(row)
         body = "\n".join([_CATALOG_MAGIC, *rows, f"end {len(rows)}", ""])
         try:
             os.makedirs(self.meta, 0o755, exist_ok=True)
@@ -501,6 +526,7 @@ class Store:
             for name in remove:
                 scan.leases.pop(parse_ip(name), None)  # type: ignore[arg-type]
                 scan.inodes.pop(name, None)
+                scan.rows.pop(name, None)
             for ip, _ in new:
                 scan.leases[ip] = Lease(ip, container_id.strip(), ifname, math.inf)
                 scan.inodes[str(ip)] = inodes[str(ip)]
@@ -541,6 +567,7 @@ class Store:
             if scan is not None:
                 for ip in hits:
                     scan.leases.pop(ip, None)
+                    scan.rows.pop(str(ip), None)
                     scan.dirty |= scan.inodes.pop(str(ip), None) is not None
                 self.save_catalog(scan)
             self._drop_index(container_id, ifname)

@@ -267,26 +267,49 @@ def test_random_input_never_crashes(host_local, tmp_path, cfg, env):
             assert not data.exists(), f"{env['CNI_COMMAND']} created files"
 
 
-def _del_syscalls(host_local, root, reservations):
-    """Syscalls of one exec'd DEL (by strace -c) on a network holding `reservations` other files."""
+def _populate(host_local, root, reservations):
+    """A network holding `reservations` files another implementation wrote, plus "target"'s lease."""
     net = root / "net1"
     net.mkdir(parents=True)
     for i in range(reservations):
         (net / f"10.{i // 65536 + 100}.{i // 256 % 256}.{i % 256}").write_bytes(f"other{i}\r\neth0".encode())
     c = conf(root, ranges=[[{"subnet": "10.0.0.0/16"}]])
     assert call(host_local, "ADD", c, cid="target").ok
-    env = cni_env("DEL", "target", NETNS, "eth0", "", "/nonexistent")
+    return net, c
+
+
+def _strace(host_local, root, c, env):
+    """Syscall counts of one exec'd call, by strace -c."""
     report = root / "strace.txt"
     proc = subprocess.run(["strace", "-f", "-c", "-o", str(report), host_local], input=json.dumps(c).encode(),
                           env=env, capture_output=True, timeout=60)
     assert proc.returncode == 0, proc
-    assert not [n for n in os.listdir(net) if n.startswith("10.0.")]
     counts = {}
     for line in report.read_text().splitlines():
         parts = line.split()
         if len(parts) >= 5 and parts[-1] in ("openat", "getdents64", "read", "total"):
             counts[parts[-1]] = int(parts[3])
     return counts
+
+
+def _del_syscalls(host_local, root, reservations):
+    """Syscalls of one exec'd DEL on a network holding `reservations` other files."""
+    net, c = _populate(host_local, root, reservations)
+    counts = _strace(host_local, root, c, cni_env("DEL", "target", NETNS, "eth0", "", "/nonexistent"))
+    assert not [n for n in os.listdir(net) if n.startswith("10.0.")]
+    return counts
+
+
+def _add_check_syscalls(host_local, root, reservations, reference_adds=0):
+    """Syscalls of one exec'd ADD (a new container) and one CHECK (of an existing one), after
+    `reference_adds` more files appeared that pycni has not seen yet."""
+    net, c = _populate(host_local, root, reservations)
+    for i in range(reference_adds):
+        (net / f"10.99.0.{i + 1}").write_bytes(f"ref{i}\r\neth0".encode())
+    add = _strace(host_local, root, c, cni_env("ADD", "fresh", NETNS, "eth0", "", "/nonexistent"))
+    assert (net / "10.0.0.3").read_bytes() == b"fresh\r\neth0"
+    check = _strace(host_local, root, c, cni_env("CHECK", "target", NETNS, "eth0", "", "/nonexistent"))
+    return add, check
 
 
 def test_del_cost_does_not_grow_with_reservations(host_local, tmp_path):
@@ -297,3 +320,18 @@ def test_del_cost_does_not_grow_with_reservations(host_local, tmp_path):
     large = _del_syscalls(host_local, tmp_path / "large", 10_000)
     assert large["openat"] == small["openat"] and large.get("getdents64") == small.get("getdents64"), (small, large)
     assert large["total"] <= small["total"] * 1.2, (small, large)
+
+
+def test_add_and_check_cost_does_not_grow_with_reservations(host_local, tmp_path):
+    """ADD and CHECK at 10,000 reservations open no more files than at 10: files read before (or
+    written by pycni) are known by name and inode, so only the few new ones are read. ADD still
+    lists the directory (getdents64 grows with its size) to see what the reference added."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    small_add, small_check = _add_check_syscalls(host_local, tmp_path / "small", 10, reference_adds=3)
+    large_add, large_check = _add_check_syscalls(host_local, tmp_path / "large", 10_000, reference_adds=3)
+    assert large_check == small_check or (
+        large_check["openat"] == small_check["openat"] and large_check.get("getdents64") == small_check.get("getdents64")
+        and large_check["total"] <= small_check["total"] * 1.2), (small_check, large_check)
+    assert large_add["openat"] == small_add["openat"], (small_add, large_add)
+    assert large_add["total"] <= small_add["total"] * 1.2, (small_add, large_add)
