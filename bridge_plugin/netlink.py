@@ -26,6 +26,7 @@ from .errors import BridgeCode
 CLONE_NEWNET = 0x40000000
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
+IFF_LOWER_UP = 0x10000
 IFA_F_DADFAILED = 0x08
 IFA_F_TENTATIVE = 0x40
 RT_SCOPE_UNIVERSE = 0
@@ -176,6 +177,10 @@ class Link:
     def promisc(self) -> bool:
         return bool(self.flags & IFF_PROMISC)
 
+    @property
+    def carrier(self) -> bool:
+        return bool(self.flags & IFF_LOWER_UP)
+
 
 def _to_link(msg: Any) -> Link:
     info = msg.get_attr("IFLA_LINKINFO")
@@ -263,7 +268,9 @@ def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: 
     if not link.up:
         with mapped(f"failed to set bridge {name!r} up"):
             ipr.link("set", index=link.index, state="up")
-    if created or not has_ports(ipr, link):
+    # A bridge has carrier only while one of its ports forwards: then there is no need to list
+    # them (a dump of every link in the namespace, which grows with the number of containers).
+    if created or (not link.carrier and not has_ports(ipr, link)):
         pin_mac(ipr, link)
     return link, created
 
