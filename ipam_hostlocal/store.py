@@ -47,6 +47,7 @@ META_DIR = ".pycni"
 BOOT_MARKER = "boot"
 INDEX_DIR = "leases"
 CATALOG = "catalog"
+PINS = "pins"
 RELEASED = "released"
 TMP_PREFIX = ".pycni-tmp."
 LINE_BREAK = "\r\n"
@@ -88,6 +89,7 @@ class Scan:
     leftovers: list[str] = field(default_factory=list)  # our temp files from a crashed write
     inodes: dict[str, int] = field(default_factory=dict)  # name -> inode of every lease, for the catalog
     rows: dict[str, str] = field(default_factory=dict)    # name -> its unchanged catalog line
+    pinned: Optional[set[int]] = None  # inodes the loaded catalog pinned; None: no usable catalog
     read: int = 0        # reservation files whose content was read by this scan
     dirty: bool = False  # the catalog on disk no longer matches (new, changed or vanished files)
 
@@ -224,7 +226,9 @@ class Store:
         import math
 
         out = Scan()
-        known = {} if full else self._load_catalog()
+        known, out.pinned = self._load_catalog()
+        if full:
+            known = {}
         try:
             entries = list(os.scandir(self.dir))
         except OSError as e:
@@ -306,35 +310,73 @@ class Store:
         return mine
 
     # -- catalog ---------------------------------------------------------------------------------
-    def _load_catalog(self) -> dict[str, tuple[int, str, Optional[str], str]]:
-        """name -> (inode, containerID, ifname or None, the line); empty (everything is read) when
-        missing or damaged. Names pycni released since the catalog was written are left out (read
-        again)."""
+    def _load_catalog(self) -> tuple[dict[str, tuple[int, str, Optional[str], str]], Optional[set[int]]]:
+        """name -> (inode, containerID, ifname or None, the line), and the inodes it pins; ({}, None)
+        (everything is read) when missing or damaged. Names pycni released since the catalog was
+        written are left out (read again)."""
         try:
             with open(os.path.join(self.meta, CATALOG), "rb") as f:
                 lines = f.read().decode("utf-8", "replace").split("\n")
         except OSError:
-            return {}
+            return {}, None
         if len(lines) < 3 or lines[0] != _CATALOG_MAGIC or lines[-1] != "" or lines[-2] != f"end {len(lines) - 3}":
-            return {}
+            return {}, None
         out: dict[str, tuple[int, str, Optional[str], str]] = {}
         for line in lines[1:-2]:
             parts = line.split("\t")
             if len(parts) not in (3, 4) or not parts[1].isdigit():
-                return {}
+                return {}, None
             out[parts[0]] = (int(parts[1]), parts[2], parts[3] if len(parts) == 4 else None, line)
+        pinned = {v[0] for v in out.values()}
         try:
             with open(os.path.join(self.meta, RELEASED), "rb") as f:
                 for name in f.read().decode("utf-8", "replace").split("\n"):
                     out.pop(name, None)
         except OSError:
             pass
-        return out
+        return out, pinned
+
+    def _pin(self, scan: Scan) -> None:
+        """Hard-link every catalogued file into `pins/<inode>` (once), and drop the pins of files
+        no longer catalogued. While pinned, an inode cannot be freed, so its number cannot be
+        reused: a reservation the reference removes and creates again under the same name always
+        has a new inode, and is read again. A file that cannot be pinned (e.g. another file
+        system) is left out of the catalog, so it is read on every call."""
+        pins = os.path.join(self.meta, PINS)
+        os.makedirs(pins, 0o700, exist_ok=True)
+        for name, ino in list(scan.inodes.items()):
+            if name in scan.rows:
+                continue  # unchanged since the catalog was written: pinned then
+            try:
+                os.link(self.path(name), os.path.join(pins, str(ino)), follow_symlinks=False)
+            except FileExistsError:
+                pass  # a live pin with this number is this very inode
+            except OSError:
+                del scan.inodes[name]
+        needed = set(scan.inodes.values())
+        if scan.pinned is None:  # no usable catalog: reconcile with what is there
+            try:
+                old = {int(n) for n in os.listdir(pins) if n.isdigit()}
+            except OSError:
+                old = set()
+        else:
+            old = scan.pinned
+        for ino in old - needed:
+            try:
+                os.unlink(os.path.join(pins, str(ino)))
+            except OSError:
+                pass
+        scan.pinned = needed
 
     def save_catalog(self, scan: Scan) -> None:
         """Write the catalog if `scan` found it out of date. Best effort: without it the next call
         reads every file once."""
         if not scan.dirty:
+            return
+        try:
+            os.makedirs(self.meta, 0o755, exist_ok=True)
+            self._pin(scan)
+        except OSError:
             return
         rows = []
         for name, ino in scan.inodes.items():

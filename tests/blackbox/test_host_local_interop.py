@@ -188,3 +188,38 @@ def test_empty_file_left_by_a_crashed_reference_is_reclaimed(impls, tmp_path):
     (tmp_path / "net1" / "10.1.2.2").write_bytes(b"")
     assert call(impls["ref"], "ADD", c, cid="r").json["msg"].startswith("failed to allocate for range 0: no IP")
     assert addresses(call(impls["ours"], "ADD", c, cid="o")) == ["10.1.2.2/30"]
+
+
+def test_catalog_follows_what_the_reference_adds_and_removes(impls, tmp_path):
+    """pycni remembers files it has read by (name, inode); the reference changes the directory
+    between pycni's calls. Every call must still see the directory as it is now."""
+    ours, ref = impls["ours"], impls["ref"]
+    c = conf(tmp_path, [[{"subnet": "10.1.2.0/28"}]])  # 13 addresses: the round robin wraps quickly
+    held = {}
+    for i in range(4):
+        out = call(ours, "ADD", c, cid=f"p{i}")
+        assert out.returncode == 0, out
+        held[f"p{i}"] = addresses(out)
+    assert call(ref, "DEL", c, cid="p1").returncode == 0       # a file pycni catalogued is gone ...
+    del held["p1"]
+    out = call(ref, "ADD", c, cid="r1", args="IP=" + "10.1.2.3")  # ... and its name is reused by the reference
+    assert out.returncode == 0, out
+    held["r1"] = addresses(out)
+    for i in range(3):
+        out = call(ref, "ADD", c, cid=f"r{i + 2}")
+        assert out.returncode == 0, out
+        held[f"r{i + 2}"] = addresses(out)
+    again = call(ours, "ADD", c, cid="r1")  # a repeated ADD finds the reference's lease
+    assert again.returncode == 0 and addresses(again) == held["r1"], again
+    assert call(ours, "CHECK", dict(c, prevResult=again.json), cid="r1").returncode == 0
+    assert call(ours, "CHECK", c, cid="p1").returncode != 0  # released by the reference
+    for i in range(4, 10):  # the rest of the range: never an address someone holds
+        out = call(ours, "ADD", c, cid=f"p{i}")
+        assert out.returncode == 0, out
+        held[f"p{i}"] = addresses(out)
+    flat = [a for v in held.values() for a in v]
+    assert len(flat) == len(set(flat)) == 13
+    assert call(ours, "ADD", c, cid="full").returncode != 0
+    files = tree(tmp_path)
+    for cid, (addr,) in held.items():
+        assert files[f"net1/{addr.split('/')[0]}"] == f"{cid}\r\neth0".encode()

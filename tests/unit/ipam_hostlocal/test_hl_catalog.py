@@ -10,7 +10,7 @@ import time
 import pytest
 
 from ipam_hostlocal.boot import BootInfo
-from ipam_hostlocal.store import CATALOG, META_DIR, RELEASED, Store
+from ipam_hostlocal.store import CATALOG, META_DIR, PINS, RELEASED, Store
 
 ip = ipaddress.ip_address
 
@@ -71,13 +71,30 @@ def test_removed_files_leave_the_catalog(store):
 
 
 def test_a_replaced_file_is_read_again(store):
+    """The reference's DEL then ADD under the same name: on ext4 the freed inode number is usually
+    handed straight out again, which the pin prevents."""
     survey(store)
-    os.unlink(store.path("10.1.2.3"))
-    keep = store.path("10.1.2.250")
-    open(keep, "wb").write(b"x")  # holds the old inode number, so the new file cannot reuse it
-    open(store.path("10.1.2.3"), "wb").write(b"other\r\neth0")
-    scan = survey(store)
-    assert owners(scan)["10.1.2.3"] == ("other", "eth0")
+    for round in range(5):
+        old = os.stat(store.path("10.1.2.3")).st_ino
+        os.unlink(store.path("10.1.2.3"))
+        open(store.path("10.1.2.3"), "wb").write(f"other{round}\r\neth0".encode())
+        assert os.stat(store.path("10.1.2.3")).st_ino != old
+        scan = survey(store)
+        assert owners(scan)["10.1.2.3"] == (f"other{round}", "eth0") and scan.read == 1
+
+
+def test_pins_hold_exactly_the_catalogued_files(store):
+    survey(store)
+    pins = os.path.join(store.meta, PINS)
+    inodes = {os.stat(store.path(f"10.1.2.{i + 2}")).st_ino for i in range(20)}
+    assert {int(n) for n in os.listdir(pins)} == inodes
+    assert os.stat(store.path("10.1.2.2")).st_nlink == 2  # names and contents are untouched
+    os.unlink(store.path("10.1.2.2"))
+    survey(store)
+    assert len(os.listdir(pins)) == 19
+    os.unlink(os.path.join(store.meta, CATALOG))  # no catalog: the pins are reconciled by listing
+    survey(store)
+    assert len(os.listdir(pins)) == 19
 
 
 def test_garbage_is_never_catalogued(store):
