@@ -56,7 +56,7 @@ LOCK_TIMEOUT = 60.0  # seconds; then code 11 (try again later)
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
 _INDEX_MAGIC = "pycni-lease v1"
 _BOOT_MAGIC = "pycni-boot v1"
-_CATALOG_MAGIC = "pycni-catalog v1"
+_CATALOG_MAGIC = "pycni-catalog v2"
 Owner = tuple[str, Optional[str]]
 
 
@@ -90,6 +90,8 @@ class Scan:
     inodes: dict[str, int] = field(default_factory=dict)  # name -> inode of every lease, for the catalog
     rows: dict[str, str] = field(default_factory=dict)    # name -> its unchanged catalog line
     pinned: Optional[set[int]] = None  # inodes the loaded catalog pinned; None: no usable catalog
+    lines: int = 0         # entries in the catalog file, superseded ones included
+    compact: bool = False  # an entry must go: rewrite the catalog rather than append to it
     read: int = 0        # reservation files whose content was read by this scan
     dirty: bool = False  # the catalog on disk no longer matches (new, changed or vanished files)
 
@@ -226,7 +228,7 @@ class Store:
         import math
 
         out = Scan()
-        known, out.pinned = self._load_catalog()
+        known, out.pinned, out.lines = self._load_catalog()
         if full:
             known = {}
         try:
@@ -273,8 +275,8 @@ class Store:
             else:
                 out.leases[ip] = Lease(ip, owner[0], owner[1], st.st_mtime)
                 out.inodes[name] = st.st_ino
-        if known:
-            out.dirty = True  # catalogued files that are gone
+        # catalogued files that are gone need no write: their lines stay (harmless, their inodes
+        # are pinned) until the next rewrite
         return out
 
     def owned(self, scan: Scan, container_id: str, ifname: str) -> list[Lease]:
@@ -288,6 +290,7 @@ class Store:
                 scan.dirty = True
                 del scan.leases[lease.ip]
                 scan.rows.pop(str(lease.ip), None)
+                scan.compact = True
                 if owner is None:
                     if os.path.lexists(self.path(str(lease.ip))):
                         scan.garbage.append(str(lease.ip))
@@ -310,87 +313,88 @@ class Store:
         return mine
 
     # -- catalog ---------------------------------------------------------------------------------
-    def _load_catalog(self) -> tuple[dict[str, tuple[int, str, Optional[str], str]], Optional[set[int]]]:
-        """name -> (inode, containerID, ifname or None, the line), and the inodes it pins; ({}, None)
-        (everything is read) when missing or damaged. Names pycni released since the catalog was
-        written are left out (read again)."""
+    def _load_catalog(self) -> tuple[dict[str, tuple[int, str, Optional[str], str]], Optional[set[int]], int]:
+        """name -> (inode, containerID, ifname or None, the line), the inodes the file pins and its
+        number of lines; ({}, None, 0) (everything is read) when missing or damaged. Lines are
+        appended, so a later line for a name wins and an unterminated last line (a write cut
+        short) is ignored. Names pycni released since the last write are left out (read again)."""
         try:
             with open(os.path.join(self.meta, CATALOG), "rb") as f:
                 lines = f.read().decode("utf-8", "replace").split("\n")
         except OSError:
-            return {}, None
-        if len(lines) < 3 or lines[0] != _CATALOG_MAGIC or lines[-1] != "" or lines[-2] != f"end {len(lines) - 3}":
-            return {}, None
+            return {}, None, 0
+        if len(lines) < 2 or lines[0] != _CATALOG_MAGIC:
+            return {}, None, 0
         out: dict[str, tuple[int, str, Optional[str], str]] = {}
-        for line in lines[1:-2]:
+        pinned: set[int] = set()
+        for line in lines[1:-1]:
             parts = line.split("\t")
             if len(parts) not in (3, 4) or not parts[1].isdigit():
-                return {}, None
-            out[parts[0]] = (int(parts[1]), parts[2], parts[3] if len(parts) == 4 else None, line)
-        pinned = {v[0] for v in out.values()}
+                return {}, None, 0
+            ino = int(parts[1])
+            pinned.add(ino)
+            out[parts[0]] = (ino, parts[2], parts[3] if len(parts) == 4 else None, line)
         try:
             with open(os.path.join(self.meta, RELEASED), "rb") as f:
                 for name in f.read().decode("utf-8", "replace").split("\n"):
                     out.pop(name, None)
         except OSError:
             pass
-        return out, pinned
+        return out, pinned, len(lines) - 2
 
-    def _pin(self, scan: Scan) -> None:
-        """Hard-link every catalogued file into `pins/<inode>` (once), and drop the pins of files
-        no longer catalogued. While pinned, an inode cannot be freed, so its number cannot be
-        reused: a reservation the reference removes and creates again under the same name always
-        has a new inode, and is read again. A file that cannot be pinned (e.g. another file
-        system) is left out of the catalog, so it is read on every call."""
+    def _pin(self, scan: Scan) -> list[str]:
+        """Hard-link each newly catalogued file into `pins/<inode>`; return their catalog lines.
+        While pinned, an inode cannot be freed, so its number cannot be reused: a reservation the
+        reference removes and creates again under the same name always has a new inode, and is
+        read again. A file that cannot be pinned (e.g. on another file system) is left out of the
+        catalog, so it is read on every call."""
         pins = os.path.join(self.meta, PINS)
         os.makedirs(pins, 0o700, exist_ok=True)
+        added = []
         for name, ino in list(scan.inodes.items()):
             if name in scan.rows:
                 continue  # unchanged since the catalog was written: pinned then
+            lease = scan.leases.get(parse_ip(name))  # type: ignore[arg-type]
             try:
+                if lease is None:
+                    raise FileNotFoundError(name)
                 os.link(self.path(name), os.path.join(pins, str(ino)), follow_symlinks=False)
             except FileExistsError:
                 pass  # a live pin with this number is this very inode
             except OSError:
                 del scan.inodes[name]
-        needed = set(scan.inodes.values())
-        if scan.pinned is None:  # no usable catalog: reconcile with what is there
-            try:
-                old = {int(n) for n in os.listdir(pins) if n.isdigit()}
-            except OSError:
-                old = set()
-        else:
-            old = scan.pinned
-        for ino in old - needed:
-            try:
-                os.unlink(os.path.join(pins, str(ino)))
-            except OSError:
-                pass
-        scan.pinned = needed
+                continue
+            row = f"{name}\t{ino}\t{lease.container_id}" + (f"\t{lease.ifname}" if lease.ifname else "")
+            scan.rows[name] = row
+            added.append(row)
+        return added
 
     def save_catalog(self, scan: Scan) -> None:
-        """Write the catalog if `scan` found it out of date. Best effort: without it the next call
-        reads every file once."""
+        """Bring the catalog up to date with `scan`: append the lines of new files (one small
+        write), or rewrite it without the lines of files that are gone once those outnumber the
+        live ones, and unpin their inodes. Best effort: without a catalog the next call reads
+        every file once."""
         if not scan.dirty:
             return
         try:
             os.makedirs(self.meta, 0o755, exist_ok=True)
-            self._pin(scan)
-        except OSError:
-            return
-        rows = []
-        for name, ino in scan.inodes.items():
-            row = scan.rows.get(name)
-            if row is None:
-                lease = scan.leases.get(parse_ip(name))  # type: ignore[arg-type]
-                if lease is None:
-                    continue
-                row = f"{name}\t{ino}\t{lease.container_id}" + (f"\t{lease.ifname}" if lease.ifname else "")
-            rows.append(row)
-        body = "\n".join([_CATALOG_MAGIC, *rows, f"end {len(rows)}", ""])
-        try:
-            os.makedirs(self.meta, 0o755, exist_ok=True)
-            self._replace(os.path.join(self.meta, CATALOG), body.encode())
+            added = self._pin(scan)
+            path = os.path.join(self.meta, CATALOG)
+            lines = scan.lines + len(added)
+            if scan.pinned is not None and not scan.compact and lines <= 2 * len(scan.inodes) + 64:
+                if added:
+                    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW)
+                    try:
+                        os.write(fd, "".join(f"{row}\n" for row in added).encode())
+                    finally:
+                        os.close(fd)
+                    scan.pinned |= {scan.inodes[r.split("\t", 1)[0]] for r in added}
+                scan.lines = lines
+            else:
+                rows = [scan.rows[name] for name in scan.inodes]
+                self._replace(path, "".join(f"{row}\n" for row in [_CATALOG_MAGIC, *rows]).encode(), sync=False)
+                self._unpin(scan)
+                scan.lines, scan.compact = len(rows), False
             try:
                 os.unlink(os.path.join(self.meta, RELEASED))
             except FileNotFoundError:
@@ -398,6 +402,23 @@ class Store:
         except OSError:
             return
         scan.dirty = False
+
+    def _unpin(self, scan: Scan) -> None:
+        """After a rewrite: drop the pins of inodes the catalog no longer names."""
+        pins = os.path.join(self.meta, PINS)
+        needed = set(scan.inodes.values())
+        old = scan.pinned
+        if old is None:  # there was no usable catalog: reconcile with what is there
+            try:
+                old = {int(n) for n in os.listdir(pins) if n.isdigit()}
+            except OSError:
+                old = set()
+        for ino in old - needed:
+            try:
+                os.unlink(os.path.join(pins, str(ino)))
+            except OSError:
+                pass
+        scan.pinned = needed
 
     def _note_released(self, names: Iterable[str]) -> None:
         """Best effort, and O(1) for DEL: if it fails the catalog entry stays, which only matters if
@@ -472,7 +493,7 @@ class Store:
         return [ip for line in lines[3:] if line and (ip := parse_ip(line)) is not None]
 
     # -- writing ---------------------------------------------------------------------------------
-    def _write_tmp(self, data: bytes, mode: int, directory: Optional[str] = None) -> str:
+    def _write_tmp(self, data: bytes, mode: int, directory: Optional[str] = None, sync: bool = True) -> str:
         name = f"{TMP_PREFIX}{os.getpid()}.{os.urandom(6).hex()}"
         path = os.path.join(directory or self.dir, name)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
@@ -480,7 +501,8 @@ class Store:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         except BaseException:
             os.close(fd)
             os.unlink(path)
@@ -499,8 +521,8 @@ class Store:
         finally:
             os.unlink(tmp)
 
-    def _replace(self, path: str, data: bytes, mode: int = 0o600) -> None:
-        tmp = self._write_tmp(data, mode, os.path.dirname(path))
+    def _replace(self, path: str, data: bytes, mode: int = 0o600, sync: bool = True) -> None:
+        tmp = self._write_tmp(data, mode, os.path.dirname(path), sync)
         try:
             os.replace(tmp, path)
         except BaseException:

@@ -62,12 +62,23 @@ def test_files_the_reference_wrote_are_read_once(store):
     assert survey(store).read == 0
 
 
-def test_removed_files_leave_the_catalog(store):
+def test_removed_files_leave_the_catalog_at_its_next_rewrite(store):
     survey(store)
     os.unlink(store.path("10.1.2.2"))  # the reference's DEL
     scan = survey(store)
     assert "10.1.2.2" not in owners(scan) and scan.read == 0
-    assert "10.1.2.2\t" not in open(os.path.join(store.meta, CATALOG)).read()
+    with store.locked(create=False):  # new files are appended until stale lines outnumber live ones
+        for i in range(60, 250):
+            scan = store.scan(full=False)
+            store.reserve(f"n{i}", "eth0", [(ip(f"10.1.2.{i}"), 0)], [], scan=scan)
+            if i < 240:
+                os.unlink(store.path(f"10.1.2.{i}"))
+    text = open(os.path.join(store.meta, CATALOG)).read()
+    assert "10.1.2.2\t" not in text and "10.1.2.120\t" not in text and "10.1.2.245\t" in text
+    assert len(text.splitlines()) <= 2 * 29 + 64 + 1
+    assert len(os.listdir(os.path.join(store.meta, PINS))) <= 2 * 29 + 64
+    scan = survey(store)
+    assert scan.read == 0 and len(scan.leases) == 19 + 10
 
 
 def test_a_replaced_file_is_read_again(store):
@@ -91,7 +102,7 @@ def test_pins_hold_exactly_the_catalogued_files(store):
     assert os.stat(store.path("10.1.2.2")).st_nlink == 2  # names and contents are untouched
     os.unlink(store.path("10.1.2.2"))
     survey(store)
-    assert len(os.listdir(pins)) == 19
+    assert len(os.listdir(pins)) == 20  # its line stays until the next rewrite, and so does its pin
     os.unlink(os.path.join(store.meta, CATALOG))  # no catalog: the pins are reconciled by listing
     survey(store)
     assert len(os.listdir(pins)) == 19
@@ -107,13 +118,22 @@ def test_garbage_is_never_catalogued(store):
     assert owners(survey(store))["10.1.2.99"] == ("late", "eth0")
 
 
-@pytest.mark.parametrize("damage", [b"", b"pycni-catalog v1\n10.1.2.2\t1\tc0\teth0\n",  # truncated
-                                    b"pycni-catalog v1\n10.1.2.2\tx\tc0\nend 1\n", b"something else\n"])
+@pytest.mark.parametrize("damage", [b"", b"pycni-catalog v2\n10.1.2.2\tx\tc0\n", b"something else\n",
+                                    b"pycni-catalog v1\n", b"pycni-catalog v2\n\x00\x00\x00\n"])
 def test_a_damaged_catalog_means_reading_everything(store, damage):
     survey(store)
     open(os.path.join(store.meta, CATALOG), "wb").write(damage)
     scan = survey(store)
     assert scan.read == 20 and len(scan.leases) == 20
+
+
+def test_a_write_cut_short_loses_only_its_own_line(store):
+    survey(store)
+    path = os.path.join(store.meta, CATALOG)
+    text = open(path, "rb").read()
+    open(path, "wb").write(text[:-5])  # the last line lost its end
+    scan = survey(store)
+    assert scan.read == 1 and len(scan.leases) == 20
 
 
 def test_deleting_the_bookkeeping_is_safe(store, tmp_path):
