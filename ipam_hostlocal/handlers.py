@@ -188,7 +188,7 @@ def cmd_status(req: Request) -> None:
     if not store.exists():
         return None
     with store.locked(create=False):
-        scan = store.scan()
+        scan = store.scan(full=conf.reclaim_after_reboot and store.boot_check_due() is not None)
         _, stale, _ = _reclaimable(store, scan, conf)
     live = [ip for ip in scan.leases if ip not in stale]
     for i, rs in enumerate(conf.range_sets):
