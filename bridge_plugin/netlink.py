@@ -671,7 +671,7 @@ def _close_elsewhere(s: socket.socket) -> None:
             keep = sorted((fd, r))
             os.closerange(0, keep[0])
             os.closerange(keep[0] + 1, keep[1])
-            os.closerange(keep[1] + 1, 1 << 20)
+            os.closerange(keep[1] + 1, 0x7FFFFFFF)  # close_range(2) up to the top
             os.read(r, 1)  # EOF: the parent's reference is gone
         finally:
             os._exit(0)
