@@ -199,24 +199,23 @@ def _to_link(msg: Any) -> Link:
         oper_state=msg.get_attr("IFLA_OPERSTATE") or "", vlan_filtering=vlan_filtering)
 
 
-def find_link(ipr: Any, name: str) -> Link | None:
+def _get_link(ipr: Any, what: str, **key: Any) -> Link | None:
+    """One RTM_GETLINK; a missing link is None, any other failure an error naming `what`."""
     try:
-        msgs = ipr.link("get", ifname=name)
+        msgs = ipr.link("get", **key)
     except Exception as e:
         if _errno(e) in (errno.ENODEV, errno.ENOENT):
             return None
-        raise _kernel_error(f"failed to lookup {name!r}", e) from e
+        raise _kernel_error(f"failed to lookup {what}", e) from e
     return _to_link(msgs[0]) if msgs else None
+
+
+def find_link(ipr: Any, name: str) -> Link | None:
+    return _get_link(ipr, repr(name), ifname=name)
 
 
 def link_by_index(ipr: Any, index: int) -> Link | None:
-    try:
-        msgs = ipr.link("get", index=index)
-    except Exception as e:
-        if _errno(e) in (errno.ENODEV, errno.ENOENT):
-            return None
-        raise _kernel_error(f"failed to lookup link index {index}", e) from e
-    return _to_link(msgs[0]) if msgs else None
+    return _get_link(ipr, f"link index {index}", index=index)
 
 
 def all_links(ipr: Any) -> list[Link]:
