@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.bridgenet import BridgeNet, destroy, make_net, tcp_reach
+from tests.support.bridgenet import BridgeNet, bridge_net, destroy, make_net, tcp_reach
 from tests.support.netns import Namespace, create, delete
 
 PARALLEL = 32
@@ -25,11 +25,8 @@ def _root() -> None:
 
 @pytest.fixture
 def net(plugin_dir: Path, tmp_path: Path) -> Iterator[BridgeNet]:
-    n = make_net(plugin_dir, tmp_path / "ipam", containers=1)
-    try:
+    with bridge_net(plugin_dir, tmp_path / "ipam", containers=1) as n:
         yield n
-    finally:
-        destroy(n)
 
 
 def _bin(plugin_dir: Path) -> str:

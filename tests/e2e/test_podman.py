@@ -25,14 +25,6 @@ from tests.support.netns import unique
 pytestmark = [pytest.mark.root]
 
 
-@pytest.fixture(params=["ours", "reference"])
-def plugins(request: pytest.FixtureRequest) -> Path:
-    if request.param == "reference":
-        request.applymarker(pytest.mark.interop)
-        return request.getfixturevalue("reference_dir")
-    return request.getfixturevalue("plugin_dir")
-
-
 @pytest.fixture
 def podman(plugins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     if os.geteuid() != 0:

@@ -17,14 +17,6 @@ from tests.support.netns import Namespace, namespaces, run_in
 pytestmark = [pytest.mark.root]
 
 
-@pytest.fixture(params=["ours", "reference"])
-def plugins(request: pytest.FixtureRequest) -> Path:
-    if request.param == "reference":
-        request.applymarker(pytest.mark.interop)
-        return request.getfixturevalue("reference_dir")
-    return request.getfixturevalue("plugin_dir")
-
-
 def _scenario(plugins: str, tail_dir: str, cache: str, data: str, ctrs: list[str]) -> dict[str, Any]:
     """Runs inside the host namespace; returns what the test asserts on."""
     from pyroute2 import IPRoute

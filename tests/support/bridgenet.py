@@ -10,9 +10,10 @@ import secrets
 import shutil
 import sys
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from tests.support.netns import Namespace, create, delete, run_in
 from tests.support.plugin import cni_env
@@ -168,6 +169,16 @@ def make_net(bin_dir: Path, data_dir: Path, containers: int = 1, **kw: Any) -> B
 def destroy(net: BridgeNet) -> None:
     for ns in [*net.containers, net.host]:
         delete(ns)
+
+
+@contextmanager
+def bridge_net(bin_dir: Path, data_dir: Path, containers: int = 1, **kw: Any) -> Iterator[BridgeNet]:
+    """A host namespace and `containers` container namespaces, removed however the test ends."""
+    net = make_net(bin_dir, data_dir, containers, **kw)
+    try:
+        yield net
+    finally:
+        destroy(net)
 
 
 def tcp_reach(src: Namespace, dst: Namespace, address: str, port: int = 8080, timeout: float = 3.0) -> bool:

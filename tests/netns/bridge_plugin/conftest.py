@@ -8,7 +8,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.support.bridgenet import BridgeNet, destroy, make_net
+from tests.support.bridgenet import BridgeNet, bridge_net
 
 
 def _preload() -> None:
@@ -25,17 +25,11 @@ def _root_only() -> None:
 
 @pytest.fixture
 def net(plugin_dir: Path, tmp_path: Path) -> Iterator[BridgeNet]:
-    n = make_net(plugin_dir, tmp_path / "ipam", containers=1)
-    try:
+    with bridge_net(plugin_dir, tmp_path / "ipam", containers=1) as n:
         yield n
-    finally:
-        destroy(n)
 
 
 @pytest.fixture
 def net2(plugin_dir: Path, tmp_path: Path) -> Iterator[BridgeNet]:
-    n = make_net(plugin_dir, tmp_path / "ipam", containers=2)
-    try:
+    with bridge_net(plugin_dir, tmp_path / "ipam", containers=2) as n:
         yield n
-    finally:
-        destroy(n)
