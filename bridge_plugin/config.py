@@ -88,31 +88,33 @@ def _json_kind(value: Any) -> str:
     return "object"
 
 
-def _get_bool(raw: Mapping[str, Any], key: str, default: bool = False) -> bool:
+_GO_TYPES: dict[str, Any] = {
+    "bool": lambda v: isinstance(v, bool),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "string": lambda v: isinstance(v, str),
+}
+
+
+def _get(raw: Mapping[str, Any], key: str, go_type: str, default: Any) -> Any:
+    """A scalar field as Go's decoder reads it: absent or null keeps the default, a wrong type fails."""
     value = raw.get(key.lower())
     if value is None:
         return default
-    if not isinstance(value, bool):
-        raise _type_error(key, value, "bool")
+    if not _GO_TYPES[go_type](value):
+        raise _type_error(key, value, go_type)
     return value
+
+
+def _get_bool(raw: Mapping[str, Any], key: str, default: bool = False) -> bool:
+    return bool(_get(raw, key, "bool", default))
 
 
 def _get_int(raw: Mapping[str, Any], key: str, default: int | None = 0) -> int | None:
-    value = raw.get(key.lower())
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _type_error(key, value, "int")
-    return value
+    return _get(raw, key, "int", default)  # type: ignore[no-any-return]
 
 
 def _get_str(raw: Mapping[str, Any], key: str, default: str | None = "") -> str | None:
-    value = raw.get(key.lower())
-    if value is None:
-        return default
-    if not isinstance(value, str):
-        raise _type_error(key, value, "string")
-    return value
+    return _get(raw, key, "string", default)  # type: ignore[no-any-return]
 
 
 def _get_obj(raw: Mapping[str, Any], key: str) -> dict[str, Any]:
