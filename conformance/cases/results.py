@@ -2,6 +2,8 @@
 (spec §4; test ideas T51–T59)."""
 from __future__ import annotations
 
+from typing import Callable
+
 from . import generic
 from ._common import Ctx, expect_error, ok_result
 
@@ -21,29 +23,21 @@ def _family_ok(ctx: Ctx, doc: dict, version: str) -> None:
         ctx.fail(f"ADD at {version} with host-local IPAM returned no ips: {doc}")
 
 
-@generic("T51", "results", "ADD result at 1.1.0", "spec §4.4 R4.5–R4.8", RESULT_FIX)
-def t51(ctx: Ctx) -> None:
-    _family_ok(ctx, _at(ctx, "1.1.0"), "1.1.0")
+def _result_case(version: str) -> Callable[[Ctx], None]:
+    def case(ctx: Ctx) -> None:
+        _family_ok(ctx, _at(ctx, version), version)
+    case.__name__ = f"result_at_{version.replace('.', '_')}"
+    return case
 
 
-@generic("T52", "results", "ADD result at 1.0.0", "spec §4.3 R4.4", RESULT_FIX)
-def t52(ctx: Ctx) -> None:
-    _family_ok(ctx, _at(ctx, "1.0.0"), "1.0.0")
-
-
-@generic("T53a", "results", "ADD result at 0.4.0", "spec §4.2 R4.2", RESULT_FIX)
-def t53a(ctx: Ctx) -> None:
-    _family_ok(ctx, _at(ctx, "0.4.0"), "0.4.0")
-
-
-@generic("T53b", "results", "ADD result at 0.3.1", "spec §4.2 R4.2", RESULT_FIX)
-def t53b(ctx: Ctx) -> None:
-    _family_ok(ctx, _at(ctx, "0.3.1"), "0.3.1")
-
-
-@generic("T53c", "results", "ADD result at 0.3.0 uses 'ips' (never 'ip')", "spec §4.2 R4.2", RESULT_FIX)
-def t53c(ctx: Ctx) -> None:
-    _family_ok(ctx, _at(ctx, "0.3.0"), "0.3.0")
+# One case per result shape of the 0.3.0 and later versions: same check, its own clause.
+for _tid, _version, _title, _clause in (
+        ("T51", "1.1.0", "ADD result at 1.1.0", "spec §4.4 R4.5–R4.8"),
+        ("T52", "1.0.0", "ADD result at 1.0.0", "spec §4.3 R4.4"),
+        ("T53a", "0.4.0", "ADD result at 0.4.0", "spec §4.2 R4.2"),
+        ("T53b", "0.3.1", "ADD result at 0.3.1", "spec §4.2 R4.2"),
+        ("T53c", "0.3.0", "ADD result at 0.3.0 uses 'ips' (never 'ip')", "spec §4.2 R4.2")):
+    generic(_tid, "results", _title, _clause, RESULT_FIX)(_result_case(_version))
 
 
 @generic("T54a", "results", "ADD result at 0.2.0 has ip4", "spec §4.1 R4.1", RESULT_FIX)
