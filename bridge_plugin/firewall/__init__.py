@@ -38,6 +38,10 @@ class MasqueradeDriver(Protocol):
     def usable(self) -> bool:
         """The backend's tools exist and work in this netns."""
 
+    def create(self, att: Attachment, ips: Sequence[IPInterface]) -> bool:
+        """Lay out the rules of an attachment that has none yet, without reading the rules first.
+        False, with nothing changed, when that is not possible (rules exist, backend unusable)."""
+
     def setup(self, att: Attachment, ips: Sequence[IPInterface]) -> None:
         """Make att's rules exactly those `ips` need (idempotent)."""
 
@@ -91,6 +95,8 @@ def setup_masquerade(backend: str | None, att: Attachment, ips: Sequence[IPInter
     validate_backend(backend)
     if not ips:
         return  # nothing to masquerade (an L2 attachment)
+    if backend in (None, "iptables") and _driver("iptables").create(att, ips):
+        return  # a fresh attachment on a working iptables: one batch, no read (and iptables works)
     _select(backend).setup(att, ips)
 
 

@@ -158,6 +158,17 @@ def plan_setup(table: NatTable, att: Attachment, family: int, ips: Sequence[IPIn
     return lines
 
 
+def plan_create(att: Attachment, family: int, ips: Sequence[IPInterface]) -> list[str]:
+    """The restore lines for an attachment that has no chain yet, planned without reading the table.
+
+    `-N` makes iptables-restore refuse the whole batch if the chain exists, and without the chain no
+    jump to it can exist either, so the batch either lays out exactly plan_setup's rules or changes
+    nothing."""
+    lines = plan_setup(NatTable(), att, family, ips)
+    lines[0] = f"-N {ipt_chain(att)}"
+    return lines
+
+
 def _drop_chain(table: NatTable, chain: str, keep: Iterable[Rule] = ()) -> list[str]:
     kept = set(keep)
     lines = [r.delete_line() for r in table.jumps_to(chain) if r not in kept]
@@ -268,6 +279,25 @@ class IptablesDriver:
                     if attempt == 2:
                         raise
         self._cache.clear()
+
+    def create(self, att: Attachment, ips: Sequence[IPInterface]) -> bool:
+        """The usual ADD in one exec per family: lay out the rules of an attachment that has no chain.
+
+        False (and nothing changed for the family that failed) when a chain exists already, or the
+        tools are missing or refuse: the caller then takes the read-plan-apply path, which finds
+        out why and is idempotent over a family done here."""
+        for family, fam_ips in sorted(split_families(ips).items()):
+            if not self._tools_present(family):
+                return False
+            argv = [TOOLS[family][1], "-w", _exec.WAIT, "--noflush"]
+            try:
+                if self._run(argv, _batch(plan_create(att, family, fam_ips))).rc != 0:
+                    return False
+            except CNIError as e:
+                if e.code == ErrorCode.TRY_AGAIN_LATER:
+                    raise  # it hung for the whole timeout: another try would too
+                return False
+        return True
 
     def teardown(self, att: Attachment, ips: Sequence[IPInterface]) -> None:
         by_family = split_families(ips)

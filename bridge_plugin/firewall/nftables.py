@@ -181,6 +181,10 @@ class NftablesDriver:
                 if attempt == ATTEMPTS - 1:
                     raise
 
+    def create(self, att: Attachment, ips: Sequence[IPInterface]) -> bool:
+        """No blind path: the rule lives in a shared chain, so only a read can rule out a duplicate."""
+        return False
+
     def setup(self, att: Attachment, ips: Sequence[IPInterface]) -> None:
         if not _exec.available("nft"):
             raise CNIError(ErrorCode.NOT_AVAILABLE, "nft not found", "needed for ipMasqBackend nftables")

@@ -13,9 +13,14 @@ from shared.errors import CNIError, ErrorCode
 
 
 class FakeDriver:
-    def __init__(self, name: str, works: bool, log: list[tuple[str, ...]], fail: bool = False) -> None:
-        self.name, self.works, self.log, self.fail = name, works, log, fail
+    def __init__(self, name: str, works: bool, log: list[tuple[str, ...]], fail: bool = False,
+                 fresh: bool = False) -> None:
+        self.name, self.works, self.log, self.fail, self.fresh = name, works, log, fail, fresh
         self.why_unusable = "" if works else f"{name} is broken here"
+
+    def create(self, att: fw.Attachment, ips: Sequence[Any]) -> bool:
+        self.log.append((self.name, "create", att.container_id))
+        return self.works and self.fresh
 
     def usable(self) -> bool:
         self.log.append((self.name, "usable"))
@@ -38,13 +43,15 @@ class Fakes:
     works: dict[str, bool] = field(default_factory=lambda: {"iptables": True, "nftables": True})
     failing: set[str] = field(default_factory=set)
     log: list[tuple[str, ...]] = field(default_factory=list)
+    fresh: bool = False  # whether create() finds no rules of the attachment yet
 
 
 @pytest.fixture
 def drivers(monkeypatch: pytest.MonkeyPatch) -> Fakes:
     fakes = Fakes()
     monkeypatch.setattr(fw, "_driver",
-                        lambda name: FakeDriver(name, fakes.works[name], fakes.log, name in fakes.failing))
+                        lambda name: FakeDriver(name, fakes.works[name], fakes.log, name in fakes.failing,
+                                                fakes.fresh))
     return fakes
 
 
@@ -74,7 +81,20 @@ def test_unknown_backend_fails_setup_before_any_command(drivers: Fakes) -> None:
 def test_auto_prefers_iptables(drivers: Fakes) -> None:
     log = drivers.log
     fw.setup_masquerade(None, ATT, IPS)
-    assert log == [("iptables", "usable"), ("iptables", "setup", "cid")]
+    assert log == [("iptables", "create", "cid"), ("iptables", "usable"), ("iptables", "setup", "cid")]
+
+
+@pytest.mark.parametrize("backend", [None, "iptables"])
+def test_fresh_attachment_takes_the_one_batch_path(drivers: Fakes, backend: str | None) -> None:
+    drivers.fresh = True
+    fw.setup_masquerade(backend, ATT, IPS)
+    assert drivers.log == [("iptables", "create", "cid")]
+
+
+def test_explicit_nftables_never_tries_iptables(drivers: Fakes) -> None:
+    drivers.fresh = True
+    fw.setup_masquerade("nftables", ATT, IPS)
+    assert drivers.log == [("nftables", "usable"), ("nftables", "setup", "cid")]
 
 
 def test_auto_falls_back_to_nftables(drivers: Fakes) -> None:
@@ -196,6 +216,27 @@ def test_iptables_driver_dual_stack_uses_both_tools(monkeypatch: pytest.MonkeyPa
     assert [c for c, _ in script.calls] == ["iptables-save -t nat", "iptables-restore -w 20 --noflush",
                                             "ip6tables-save -t nat", "ip6tables-restore -w 20 --noflush"]
     assert (script.calls[3][1] or "").startswith("*nat\n:CNI-")
+
+
+def test_iptables_create_is_one_blind_batch_per_family(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bridge_plugin.firewall.iptables import IptablesDriver
+    monkeypatch.setattr(_exec, "available", lambda tool: True)
+    script = Script((0, "", ""), (0, "", ""))
+    assert IptablesDriver(script).create(ATT, [ip_interface("10.0.0.2/24"), ip_interface("fd00::2/64")])
+    assert [c for c, _ in script.calls] == ["iptables-restore -w 20 --noflush", "ip6tables-restore -w 20 --noflush"]
+    v4 = script.calls[0][1] or ""
+    assert v4.startswith("*nat\n-N CNI-") and "-A POSTROUTING -s 10.0.0.2 " in v4 and v4.endswith("COMMIT\n")
+
+
+@pytest.mark.parametrize("answers", [[(1, "", "iptables-restore: line 2 failed: Chain already exists.")],
+                                     [(0, "", ""), (1, "", "ip6tables-restore: nat table missing")]],
+                         ids=["chain exists", "v6 refused"])
+def test_iptables_create_declines_when_a_family_refuses(monkeypatch: pytest.MonkeyPatch, answers: Any) -> None:
+    from bridge_plugin.firewall.iptables import IptablesDriver
+    monkeypatch.setattr(_exec, "available", lambda tool: True)
+    script = Script(*answers)
+    assert IptablesDriver(script).create(ATT, [ip_interface("10.0.0.2/24"), ip_interface("fd00::2/64")]) is False
+    assert len(script.calls) == len(answers)
 
 
 def test_iptables_teardown_skips_a_family_whose_tools_fail(monkeypatch: pytest.MonkeyPatch) -> None:
