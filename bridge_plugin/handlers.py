@@ -85,14 +85,10 @@ def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack, re
         cont = resources.enter_context(nl.rtnl())
     host = resources.enter_context(nl.rtnl())
 
-    bridge, _created = nl.ensure_bridge(host, conf.bridge, conf.mtu, conf.promisc_mode, conf.vlan_filtering)
+    bridge, pinned = nl.ensure_bridge(host, conf.bridge, conf.mtu, conf.promisc_mode, conf.vlan_filtering)
     fail_point(req, "bridge")
 
-    if nl.container_link_exists(cont, req.ifname):
-        raise CNIError(BridgeCode.CONTAINER_IFNAME_EXISTS,
-                       f"container interface {req.ifname!r} already exists in {req.netns}",
-                       "CNI_IFNAME must name a free interface in the container namespace")
-    veth = nl.create_veth(host, netns_fd, req.ifname, conf.mtu, conf.mac)
+    veth = nl.create_veth(host, netns_fd, req.ifname, conf.mtu, conf.mac, req.netns)
     undo.callback(_undo_veth, host, veth)
     fail_point(req, "veth")
 
@@ -127,8 +123,8 @@ def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack, re
                 nl.announce(req.ifname, cont_link.index, cont_link.mac, [ip.address for ip in result.ips])
     else:
         fresh_veth = nl.link_by_index(host, veth.index) or veth
-    fresh_bridge = nl.find_link(host, conf.bridge) or bridge
-    result.interfaces[0].mac = fresh_bridge.mac
+    if conf.vlan or nl.port_may_change_mac(bridge.mac, pinned, veth.mac):
+        result.interfaces[0].mac = (nl.find_link(host, conf.bridge) or bridge).mac
     result.interfaces[1].mac = fresh_veth.mac
     if conf.dns:
         result.dns = conf.dns

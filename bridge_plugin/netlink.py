@@ -226,8 +226,8 @@ def all_links(ipr: Any) -> list[Link]:
 def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: bool) -> tuple[Link, bool]:
     """Create the bridge or reuse it (parallel ADDs racing on creation both succeed).
 
-    Returns the bridge as first looked up (index, name, kind, MTU; its flags and MAC may have
-    changed since: callers read the MAC again at the end) and whether this call created it. A bridge made here, or found without ports,
+    Returns the bridge as first looked up (index, name, kind, MTU, MAC; its flags may have changed
+    since) and whether this call pinned its MAC (see port_may_change_mac). A bridge made here, or found without ports,
     gets its MAC pinned before the first port joins, L2 included, so ports joining and leaving can no
     longer change it (cni#285, netavark#833). A bridge that already has ports is left alone: each MAC
     write flushes the bridge's neighbour table, and its MAC was settled when its first port joined."""
@@ -269,9 +269,24 @@ def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: 
             ipr.link("set", index=link.index, state="up")
     # A bridge has carrier only while one of its ports forwards: then there is no need to list
     # them (a dump of every link in the namespace, which grows with the number of containers).
-    if created or (not link.carrier and not has_ports(ipr, link)):
+    pinned = created or (not link.carrier and not has_ports(ipr, link))
+    if pinned:
         pin_mac(ipr, link)
-    return link, created
+    return link, pinned
+
+
+def port_may_change_mac(bridge_mac: str, pinned: bool, port_mac: str) -> bool:
+    """Whether a port joining can change the bridge's MAC. An unpinned bridge with ports takes the
+    lowest port MAC (br_stp_recalculate_bridge_id), so a port with a higher MAC leaves it as it is;
+    a pinned one never changes. Netlink does not report addr_assign_type, hence the comparison."""
+    if pinned:
+        return False
+    if not bridge_mac or not port_mac:
+        return True
+    try:
+        return bytes.fromhex(port_mac.replace(":", "")) < bytes.fromhex(bridge_mac.replace(":", ""))
+    except ValueError:
+        return True
 
 
 def has_ports(ipr: Any, bridge: Link) -> bool:
@@ -289,11 +304,39 @@ def random_veth_name() -> str:
     return "veth" + secrets.token_hex(4)
 
 
-def create_veth(ipr: Any, container_netns_fd: int, ifname: str, mtu: int, mac: str) -> Link:
+RTM_NEWLINK = 16
+
+
+@contextmanager
+def _echo(ipr: Any) -> Iterator[None]:
+    """Ask the kernel to answer this socket's next create with the object it made (NLM_F_ECHO;
+    kernels from 6.3 do so for links), which saves a lookup. Older kernels only acknowledge."""
+    status = getattr(ipr, "status", None)
+    try:
+        status["nlm_echo"] = True  # type: ignore[index]
+    except Exception:  # noqa: BLE001 - a pyroute2 without the switch: the caller looks the link up
+        status = None
+    try:
+        yield
+    finally:
+        if status is not None:
+            status["nlm_echo"] = False
+
+
+def _echoed_link(msgs: Any, name: str) -> Link | None:
+    for msg in msgs or ():
+        header = msg.get("header") or {}
+        if header.get("type") == RTM_NEWLINK and msg.get_attr("IFLA_IFNAME") == name:
+            return _to_link(msg)
+    return None
+
+
+def create_veth(ipr: Any, container_netns_fd: int, ifname: str, mtu: int, mac: str,
+                netns_path: str = "") -> Link:
     """One RTM_NEWLINK: the host end lands here, the container end directly in its namespace.
 
-    Retries a few times on a host-name collision; the caller has already made sure the container
-    name is free."""
+    Retries a few times on a host-name collision; any other EEXIST means CNI_IFNAME is taken in the
+    container namespace (the kernel registers the peer there first), code 120."""
     peer: dict[str, Any] = {"ifname": ifname, "net_ns_fd": container_netns_fd}
     if mtu:
         peer["mtu"] = mtu
@@ -306,17 +349,19 @@ def create_veth(ipr: Any, container_netns_fd: int, ifname: str, mtu: int, mac: s
         if mtu:
             kwargs["mtu"] = mtu
         try:
-            ipr.link("add", **kwargs)
+            with _echo(ipr):
+                msgs = ipr.link("add", **kwargs)
         except Exception as e:
             if _errno(e) == errno.EEXIST and find_link(ipr, host_name) is not None:
                 last = e
                 continue
             if _errno(e) == errno.EEXIST:
+                where = f" in {netns_path}" if netns_path else " in the container namespace"
                 raise CNIError(BridgeCode.CONTAINER_IFNAME_EXISTS,
-                               f"container veth name {ifname!r} already exists in the container namespace",
+                               f"container interface {ifname!r} already exists{where}",
                                "CNI_IFNAME must name a free interface in the container namespace") from e
             raise _kernel_error(f"failed to make veth pair ({host_name!r} <-> {ifname!r})", e) from e
-        link = find_link(ipr, host_name)
+        link = _echoed_link(msgs, host_name) or find_link(ipr, host_name)
         if link is None:
             raise vanished(f"failed to make veth pair: {host_name!r} vanished after creation")
         return link
@@ -531,10 +576,6 @@ def enable_forwarding(families: set[int]) -> None:
 
 
 # -- the container side ---------------------------------------------------------------------------
-
-def container_link_exists(ipr: Any, ifname: str) -> bool:
-    return find_link(ipr, ifname) is not None
-
 
 def configure_container(ipr: Any, ifname: str, ips: Sequence[Any], routes: Sequence[Route],
                         enabledad: bool, link: Link | None = None) -> Link:

@@ -182,3 +182,26 @@ def test_bridge_mac_is_stable_across_ports(net2: BridgeNet) -> None:
     assert net2.link(net2.host, net2.bridge)["address"] == mac
     assert net2.delete(conf, cid="b", netns=b).ok
     assert net2.link(net2.host, net2.bridge)["address"] == mac
+
+
+@pytest.mark.parametrize("port_mac", ["fe:ff:ff:ff:ff:fe", "02:00:00:00:00:01"], ids=["changes", "stays"])
+def test_result_reports_the_mac_of_an_unpinned_bridge_after_the_join(net: BridgeNet, port_mac: str) -> None:
+    """A bridge someone else made, with a forwarding port, is not pinned: it takes the lowest port MAC,
+    so our port may change it ("changes") or not ("stays"); the result has the MAC after the join."""
+    h = net.host
+    h.ip("link", "add", net.bridge, "type", "bridge")
+    h.ip("link", "add", "pp0", "address", port_mac, "type", "veth", "peer", "name", "pp1")
+    h.ip("link", "set", "pp0", "master", net.bridge)
+    for name in ("pp1", "pp0", net.bridge):
+        h.ip("link", "set", name, "up")
+    try:
+        assert net.link(h, net.bridge)["address"] == port_mac
+        conf = net.config(l3=False)
+        res = net.add(conf)
+        assert res.ok, res
+        after = net.link(h, net.bridge)["address"]
+        assert res.json["interfaces"][0]["mac"] == after
+        assert (after == port_mac) == (port_mac.startswith("02:"))
+        assert net.delete(conf).ok
+    finally:
+        h.ip("link", "del", "pp0")

@@ -157,3 +157,12 @@ def test_handlers_import_no_pyroute2() -> None:
     code = "import sys, bridge_plugin.main; print('pyroute2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_port_may_change_mac_only_when_lower_and_unpinned() -> None:
+    from bridge_plugin.netlink import port_may_change_mac
+
+    assert port_may_change_mac("0a:00:00:00:00:05", False, "02:ff:ff:ff:ff:ff") is True
+    assert port_may_change_mac("0a:00:00:00:00:05", False, "0a:00:00:00:00:06") is False
+    assert port_may_change_mac("0a:00:00:00:00:05", True, "02:00:00:00:00:00") is False
+    assert port_may_change_mac("", False, "02:00:00:00:00:00") is True  # unknown: look it up
