@@ -695,7 +695,13 @@ def _close_elsewhere(s: socket.socket) -> None:
     closes everything else at once (it holds neither the runtime's stdout nor a lock), waits
     until this process has dropped its reference (EOF on a pipe), then exits and pays the wait
     where nobody waits for it. Once this short-lived process exits, whoever inherits the child
-    reaps it. If anything fails, the socket is simply closed here."""
+    reaps it. If anything fails, the socket is simply closed here. A warm worker, which exits only
+    after its caller has the answer, keeps the socket until then instead (no fork)."""
+    from shared import handoff
+
+    if handoff.released_after_reply is not None:
+        handoff.released_after_reply.append(s)
+        return
     fd = s.fileno()
     try:
         r, w = os.pipe()

@@ -26,6 +26,11 @@ MAGIC = b"PYCNI1\0"
 HANDSHAKE_TIMEOUT = 5.0  # seconds for connect + send + b"?" (a burst queues); then fall back
 _S_IFSOCK = 0o140000
 
+# Set to a list by a warm worker, which exits as soon as its caller has the answer: plugins put
+# here what may be released only then (a socket whose close waits for an RCU grace period). On
+# the cold path it stays None: the runtime waits for the process's exit, so they must not wait.
+released_after_reply: "list | None" = None
+
 
 def _environ() -> dict:
     """The environment as bytes (os.environb once os is loaded, e.g. in tests)."""

@@ -285,9 +285,10 @@ def _worker(listener: socket.socket, notify: int, names: frozenset[str],
         signal.signal(sig, signal.SIG_DFL)  # idle: SIGTERM from the parent simply ends us
     gc.disable()  # short-lived: exit frees everything
     _die_with_parent()
-    from . import invoke
+    from . import handoff, invoke
 
     invoke.in_process = hook
+    handoff.released_after_reply = []  # closed by the kernel at os._exit, after the reply
     try:
         while True:
             conn, _ = listener.accept()

@@ -129,3 +129,21 @@ def test_close_elsewhere_child_keeps_only_the_socket() -> None:
     assert out["stdout"] not in held, out  # the runtime's stdout reaches EOF when the plugin exits
     assert out["stdout_eof"], out
     assert out["children"] == [0], out
+
+
+def _kept_until_after_reply() -> dict[str, Any]:
+    from shared import handoff
+
+    handoff.released_after_reply = []
+    a, b = socket.socketpair()
+    nl._close_elsewhere(a)
+    kept = handoff.released_after_reply == [a] and a.fileno() != -1
+    handoff.released_after_reply = None
+    return {"kept": kept, "children": _reap_all()}
+
+
+def test_a_warm_worker_keeps_the_socket_until_it_exits_instead_of_forking() -> None:
+    """A warm worker exits right after its caller has the answer: the close can wait until then."""
+    with namespaces(1, "pycni-ann") as (ns,):
+        out = run_in(ns, _kept_until_after_reply)
+    assert out == {"kept": True, "children": []}, out
