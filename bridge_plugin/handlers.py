@@ -94,7 +94,8 @@ def _add(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitStack, re
 
     nl.write_sysctl(f"net/ipv6/conf/{veth.name}/accept_ra", "0", ignore_errors=True)
     nl.enslave_up(host, veth, bridge)
-    nl.set_port_flags(host, veth, conf.hairpin_mode, conf.port_isolation)
+    if conf.hairpin_mode or conf.port_isolation:  # a new port starts with both off
+        nl.set_port_flags(host, veth, conf.hairpin_mode, conf.port_isolation)
     if conf.vlan or conf.vlans:
         nl.setup_port_vlans(host, veth, conf.vlan, conf.vlans, conf.preserve_default_vlan)
     fail_point(req, "port")

@@ -386,7 +386,8 @@ def enslave_up(ipr: Any, link: Link, bridge: Link) -> None:
 
 
 def set_port_flags(ipr: Any, link: Link, hairpin: bool, isolated: bool) -> None:
-    """Both flags are always written, as in the reference."""
+    """Both flags are written together (the reference writes them always; on a new port, whose
+    flags start off, that is a no-op unless one of them is on)."""
     with mapped(f"failed to set hairpin mode / isolation on bridge port {link.name!r}"):
         ipr.brport("set", index=link.index, IFLA_BRPORT_MODE=int(hairpin), IFLA_BRPORT_ISOLATED=int(isolated))
 

@@ -390,9 +390,10 @@ class Pool:
                     except BlockingIOError:
                         pass
                 self._reap()
-                # Under a burst keep as many idle workers as there are busy ones (doubling), so
-                # queued callers get a worker before their hand-off deadline.
-                while len(self.idle) < max(self.size, min(len(self.busy), MAX_POOL)):
+                # One new worker for each one taken: a burst queues in the listen backlog and
+                # is served as fast as workers fork (~1 ms each), well within the hand-off
+                # deadline; idle workers beyond that would only be forked to be trimmed.
+                while len(self.idle) < self.size:
                     try:
                         self._spawn()
                     except OSError as e:
