@@ -145,6 +145,16 @@ def _add_layer3(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitSt
     result.dns = ipam.dns
     gateways = calc_gateways(conf, result)
 
+    masquerade = None
+    if conf.ip_masq and fw is not None:
+        att = attachment(fw, conf, req)
+        addresses = [ip.address for ip in result.ips]
+        undo.callback(_quiet, "masquerade teardown", fw.teardown_masquerade, att, addresses)
+        # The rules need only the addresses: the firewall command runs while netlink works on.
+        # Started here, in the host namespace, which the thread keeps; joined before any undo.
+        masquerade = Concurrent(fw.setup_masquerade, conf.ip_masq_backend, att, addresses)
+        undo.callback(masquerade.wait)
+
     with nl.entered(req.netns):
         nl.configure_container(cont, req.ifname, result.ips, result.routes, conf.enabledad, cont_link)
     fail_point(req, "container")
@@ -158,12 +168,38 @@ def _add_layer3(req: Request, conf: NetConf, fw: ModuleType | None, undo: ExitSt
         nl.enable_forwarding({gw.version for gw in gateways})
     fail_point(req, "gateway")
 
-    if conf.ip_masq and fw is not None:
-        att = attachment(fw, conf, req)
-        addresses = [ip.address for ip in result.ips]
-        undo.callback(_quiet, "masquerade teardown", fw.teardown_masquerade, att, addresses)
-        fw.setup_masquerade(conf.ip_masq_backend, att, addresses)
+    if masquerade is not None:
+        masquerade.result()
         fail_point(req, "masquerade")
+
+
+class Concurrent:
+    """fn(*args) in a thread from now on; result() waits for it and raises what it raised.
+
+    The thread starts in the namespace the calling thread is in and stays there (setns is per
+    thread), and so do the commands it runs."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        import threading
+
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            fn(*args)
+        except BaseException as e:  # noqa: BLE001 - handed to result()
+            self._error = e
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> None:
+        self.wait()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 def calc_gateways(conf: NetConf, result: Result) -> list[Any]:

@@ -227,10 +227,11 @@ def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: 
     """Create the bridge or reuse it (parallel ADDs racing on creation both succeed).
 
     Returns the bridge as first looked up (index, name, kind, MTU, MAC; its flags may have changed
-    since) and whether this call pinned its MAC (see port_may_change_mac). A bridge made here, or found without ports,
-    gets its MAC pinned before the first port joins, L2 included, so ports joining and leaving can no
-    longer change it (cni#285, netavark#833). A bridge that already has ports is left alone: each MAC
-    write flushes the bridge's neighbour table, and its MAC was settled when its first port joined."""
+    since) and whether this call pinned its MAC (see port_may_change_mac). A bridge made here, or found
+    without carrier, gets its MAC pinned before our port joins, L2 included, so ports joining and
+    leaving can no longer change it (cni#285, netavark#833). A bridge with carrier is left alone: a
+    MAC write flushes the bridge's neighbour table, which only matters while it forwards, and its MAC
+    was settled when its first port joined."""
     created = False
     link = find_link(ipr, name)
     if link is None:
@@ -267,9 +268,10 @@ def ensure_bridge(ipr: Any, name: str, mtu: int, promisc: bool, vlan_filtering: 
     if not link.up:
         with mapped(f"failed to set bridge {name!r} up"):
             ipr.link("set", index=link.index, state="up")
-    # A bridge has carrier only while one of its ports forwards: then there is no need to list
-    # them (a dump of every link in the namespace, which grows with the number of containers).
-    pinned = created or (not link.carrier and not has_ports(ipr, link))
+    # A bridge has carrier only while one of its ports forwards. Without carrier it reaches nobody,
+    # so the flush costs nothing, and there is no need to list its ports (a dump of every link in
+    # the namespace, which grows with the number of containers).
+    pinned = created or not link.carrier
     if pinned:
         pin_mac(ipr, link)
     return link, pinned
@@ -287,11 +289,6 @@ def port_may_change_mac(bridge_mac: str, pinned: bool, port_mac: str) -> bool:
         return bytes.fromhex(port_mac.replace(":", "")) < bytes.fromhex(bridge_mac.replace(":", ""))
     except ValueError:
         return True
-
-
-def has_ports(ipr: Any, bridge: Link) -> bool:
-    with mapped(f"failed to list the ports of {bridge.name!r}"):
-        return bool(ipr.get_links(master=bridge.index))
 
 
 def pin_mac(ipr: Any, link: Link) -> None:
