@@ -478,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"listening socket path (default: $PYCNI_SOCKET or {DEFAULT_SOCKET}; "
                              "ignored under socket activation)")
     parser.add_argument("--no-preload", action="store_true", help="do not import the plugins up front")
+    parser.add_argument("--no-rehearsal", action="store_true",
+                        help="do not rehearse ADD/CHECK/DEL in private namespaces at start-up")
     parser.add_argument("--workers", type=int, default=DEFAULT_POOL,
                         help=f"idle pre-forked workers kept ready (default {DEFAULT_POOL})")
     ns = parser.parse_args(args)
@@ -487,6 +489,11 @@ def main(argv: list[str] | None = None) -> int:
     listener = activated_socket()
     if not ns.no_preload:
         preload()  # before binding: until we can serve quickly, callers take the cold path at once
+        if not ns.no_rehearsal:
+            from .rehearsal import rehearse
+
+            for problem in rehearse():
+                _log(f"rehearsal: {problem}")
     path = None
     claim = None
     if listener is None:
