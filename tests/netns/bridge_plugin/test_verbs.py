@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 from bridge_plugin.errors import BridgeCode
 from tests.support.bridgenet import BridgeNet
@@ -23,9 +24,13 @@ def test_del_with_netns_gone(net: BridgeNet) -> None:
     conf = net.config()
     res = net.add(conf)
     assert res.ok, res
-    delete_ns(net.containers[0])  # the kernel removes the veth pair with it
+    delete_ns(net.containers[0])  # the kernel removes the veth pair with it, once the namespace is destroyed
     assert net.delete({**conf, "prevResult": res.json}).ok
-    assert net.reservations() == [] and net.host_veths() == []
+    assert net.reservations() == []
+    deadline = time.monotonic() + 5  # namespace destruction runs asynchronously in the kernel (cleanup_net)
+    while net.host_veths() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert net.host_veths() == []
     net.containers.clear()
 
 

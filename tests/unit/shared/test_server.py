@@ -79,7 +79,7 @@ def test_launchers_are_recognised_exactly(tmp_path: Path) -> None:
         edited = tmp_path / "edited"
         edited.write_text(render_launcher("host-local") + "# changed\n")
         other_python = tmp_path / "other"
-        other_python.write_text(render_launcher("host-local", "/usr/bin/python3"))
+        other_python.write_text(render_launcher("host-local", "/opt/another/bin/python3"))
         script = tmp_path / "script"
         script.write_text("#!/bin/sh\necho {}\n")
         for candidate in (edited, other_python, script, tmp_path / "missing"):
