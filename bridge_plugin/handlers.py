@@ -391,7 +391,8 @@ def _check_container(cont: Any, req: Request, cont_if: Interface, prev: Result) 
         raise CNIError(BridgeCode.CHECK_MISMATCH,
                        f"Interface {req.ifname} Mac {cont_if.mac} doesn't match container Mac: {link.mac}")
     addrs = [a.address for a in nl.list_addrs(cont, link.index)]
-    routes = {fam: nl.list_routes(cont, fam) for fam in (4, 6)}
+    families = {ip.family for ip in prev.ips} | {r.family for r in prev.routes}
+    routes = {fam: nl.list_routes(cont, fam) for fam in sorted(families)}  # only the families checked
     for ip in prev.ips:
         if ip.address not in addrs:
             raise CNIError(BridgeCode.CHECK_MISMATCH, f"Failed to match addr {ip.address} on interface {req.ifname}")
