@@ -9,9 +9,9 @@ implementation in which the plugins run, container namespaces, and one for the w
 lives in a temporary directory. Implementations are interleaved run by run so drift on the machine
 hits all of them alike. Wall time is measured around exec..wait of the plugin process; CPU time is
 the process's user+system time from wait4 (children included: the reference bridge's host-local,
-our cold bridge's host-local). For warm mode the server's CPU (accept + forked child) is added: per
-call, measured on the server's /proc stat after the request's child was reaped (sequential runs),
-or the server's CPU over the batch divided by the batch size (concurrent runs).
+our cold bridge's host-local). For warm mode the server's CPU (the server and its workers, live or
+reaped, from /proc) is added: its mean per call, measured around each call once the server has
+settled (sequential runs), or over each batch divided by the batch size (concurrent runs).
 
 Prints a Markdown report; --out also writes it to a file.
 """
@@ -121,6 +121,13 @@ def proc_cpu(pid: int) -> float:
     return sum(int(x) for x in fields[11:15]) / CLK_TCK
 
 
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+
+
 SERVER_POOL = 4  # `pycni serve --workers`: idle pre-forked children always present
 
 
@@ -131,20 +138,24 @@ def server_children(pid: int) -> set[str]:
         return set()
 
 
-def _children_gone(pid: int, timeout: float = 5.0, before: set[str] | None = None) -> None:
-    """Wait until the server has reaped the children that served requests (their CPU is then
-    in the server's cutime) and is back to its idle pool (after a burst it trims the extra idle
-    workers after a quiet second; their fork and exit are charged to the burst)."""
+def tree_cpu(pid: int) -> float:
+    """CPU of the server and of its workers, live ones included: a worker serves many requests
+    (and their own children, iptables-restore, are reaped into the worker's cutime)."""
+    return proc_cpu(pid) + sum(proc_cpu(int(child)) for child in server_children(pid))
+
+
+def settled(pid: int, timeout: float = 3.0) -> None:
+    """Wait until the server and its workers are done with the last request (all asleep and no CPU
+    used for 15 ms), so its whole cost is in tree_cpu."""
     deadline = time.monotonic() + timeout
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    while time.monotonic() < deadline:
-        try:
-            now = set(path.read_text().split())
-        except OSError:
-            return
-        if len(now) <= SERVER_POOL and (before is None or before - now):
-            return
-        time.sleep(0.0002)
+    last, quiet = -1.0, 0
+    while time.monotonic() < deadline and quiet < 3:
+        kids = server_children(pid)
+        now = tree_cpu(pid)
+        asleep = all(_state(int(k)) in ("S", "") for k in kids) and _state(pid) in ("S", "")
+        quiet = quiet + 1 if (now == last and asleep) else 0
+        last = now
+        time.sleep(0.005)
 
 
 def execute(call: Call) -> Sample:
@@ -152,8 +163,7 @@ def execute(call: Call) -> Sample:
     in_r, in_w = os.pipe()
     out_r, out_w = os.pipe()
     err_r, err_w = os.pipe()
-    server_before = proc_cpu(call.warm_wait_pid) if call.warm_wait_pid else 0.0
-    idle_before = server_children(call.warm_wait_pid) if call.warm_wait_pid else None
+    server_before = tree_cpu(call.warm_wait_pid) if call.warm_wait_pid else 0.0
     start = time.perf_counter()
     pid = os.posix_spawn(call.binary, [call.binary], call.env,
                          file_actions=[(os.POSIX_SPAWN_DUP2, in_r, 0), (os.POSIX_SPAWN_DUP2, out_w, 1),
@@ -170,8 +180,8 @@ def execute(call: Call) -> Sample:
     os.close(err_r)
     server = 0.0
     if call.warm_wait_pid:
-        _children_gone(call.warm_wait_pid, before=idle_before)
-        server = proc_cpu(call.warm_wait_pid) - server_before
+        settled(call.warm_wait_pid)
+        server = tree_cpu(call.warm_wait_pid) - server_before
     return Sample(os.waitstatus_to_exitcode(status), out, err, wall, usage.ru_utime + usage.ru_stime,
                   server)
 
@@ -304,15 +314,24 @@ def pct(values: list[float], p: float) -> float:
 @dataclass
 class Series:
     wall: list[float] = field(default_factory=list)
-    cpu: list[float] = field(default_factory=list)
+    own_cpu: list[float] = field(default_factory=list)  # the exec'd process and its children (wait4)
+    server_cpu: list[float] = field(default_factory=list)  # warm: the server's share, in clock ticks
     batch_walls: list[float] = field(default_factory=list)  # concurrent: one per batch
     failures: int = 0
 
     def add(self, s: Sample) -> None:
         self.wall.append(s.wall)
-        self.cpu.append(s.cpu + s.server_cpu)
+        self.own_cpu.append(s.cpu)
+        self.server_cpu.append(s.server_cpu)
         if s.rc != 0:
             self.failures += 1
+
+    @property
+    def cpu(self) -> list[float]:
+        """Per call: its own CPU plus the server's mean per call. /proc counts the server's CPU in
+        10 ms clock ticks, so per-call server figures are steps of 10 ms; their mean is exact."""
+        share = sum(self.server_cpu) / len(self.server_cpu) if self.server_cpu else 0.0
+        return [c + share for c in self.own_cpu]
 
 
 def ms(x: float) -> str:
@@ -353,7 +372,7 @@ def run_bridge(impls: dict[str, Impl], workers: list[Worker], cont: dict[str, li
             for verb in VERBS:
                 calls = [make_call(impl, "bridge", verb, cids[i], cont[mode][i], conf, prev[i],
                                    sequential=(n == 1)) for i in range(n)]
-                server_before = proc_cpu(impl.server_pid) if impl.server_pid and n > 1 else 0.0
+                server_before = tree_cpu(impl.server_pid) if impl.server_pid and n > 1 else 0.0
                 start = time.perf_counter()
                 for w, c in zip(workers, calls):
                     w.submit(c)
@@ -364,8 +383,8 @@ def run_bridge(impls: dict[str, Impl], workers: list[Worker], cont: dict[str, li
                     if verb == "ADD":
                         prev[i] = json.loads(s.stdout)
                 if impl.server_pid and n > 1:
-                    _children_gone(impl.server_pid)
-                    share = (proc_cpu(impl.server_pid) - server_before) / n
+                    settled(impl.server_pid)
+                    share = (tree_cpu(impl.server_pid) - server_before) / n
                     for s in samples:
                         s.server_cpu = share
                 if r >= 0:

@@ -21,6 +21,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -31,7 +32,9 @@ CLONE_NEWNET = 0x40000000
 REQUEST_TIMEOUT = 5.0  # a client that does not send its request or its b"G" within this is dropped
 MAX_REQUEST = 4 << 20
 DEFAULT_POOL = 4
-MAX_POOL = 64  # idle workers kept during a burst, at most
+MAX_POOL = 64  # workers at most, even while requests wait on each other (a lock, the xtables lock)
+DEFAULT_REQUESTS_PER_WORKER = 32
+STALL = 0.1  # seconds with requests waiting and no worker free: then fork beyond the usual limit
 PACKAGES = ("shared", "ipam_hostlocal", "bridge_plugin")
 LEAN_PACKAGES = ("pyroute2",)  # the plugins import only submodules of these
 
@@ -192,24 +195,40 @@ def _take_over_stdio(stdin: int, stdout: int, stderr: int) -> None:
                       closefd=False)
 
 
-def _die_with_client(conn: socket.socket) -> None:
+class ClientWatch:
     """If the caller is killed (a runtime's timeout, SIGKILL), the request dies at that point too,
-    as it would have in the caller's own process; it must not run on beside a retry."""
-    import select
-    import threading
+    as it would have in the caller's own process; it must not run on beside a retry. The client
+    sends nothing after b"G", so any event on the connection means it is gone. stop() ends the
+    watch before the status goes out (the client then hangs up, which is no reason to die)."""
 
-    def watch() -> None:
+    def __init__(self, conn: socket.socket) -> None:
+        import threading
+
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._watch, args=(conn.fileno(),), name="pycni-client-watch",
+                                        daemon=True)
+        self._thread.start()
+
+    def _watch(self, fd: int) -> None:
+        import select
+
         poller = select.poll()
-        poller.register(conn.fileno(), select.POLLIN | select.POLLRDHUP)
+        poller.register(fd, select.POLLIN | select.POLLRDHUP)
+        poller.register(self._stop_r, select.POLLIN)
         while True:
             try:
-                if poller.poll():
-                    break  # the client sends nothing after b"G": any event means it is gone
+                events = poller.poll()
             except InterruptedError:
                 continue
-        os.kill(os.getpid(), signal.SIGKILL)
+            if any(ready == self._stop_r for ready, _ in events):
+                return
+            os.kill(os.getpid(), signal.SIGKILL)
 
-    threading.Thread(target=watch, name="pycni-client-watch", daemon=True).start()
+    def stop(self) -> None:
+        os.write(self._stop_w, b"x")
+        self._thread.join()
+        os.close(self._stop_r)
+        os.close(self._stop_w)
 
 
 def _release_stdio() -> None:
@@ -241,36 +260,100 @@ def _run_main(name: str) -> int:
     return code & 0xFF
 
 
-def serve_connection(conn: socket.socket, names: frozenset[str]) -> None:
-    """Child side. Nothing happens before the client's b"G"; after it, exactly one run."""
+def serve_connection(conn: socket.socket, names: frozenset[str]) -> bool:
+    """Child side. Nothing happens before the client's b"G"; after it, exactly one run.
+    Returns whether a request ran and exited 0 (only then may the worker serve another)."""
     conn.settimeout(REQUEST_TIMEOUT)
     payload, fds = _read_request(conn)
+    stdio: list[int] = []
+    committed = False
     try:
         name, umask, mnt_id, env = decode_request(payload)
         if name not in names or len(fds) != 2 or mnt_id != _own_mnt_id():
             conn.sendall(b"N")  # different mount namespace: paths would mean something else
-            return
+            return False
         netns, cwd = fds
         _plugin_module(name)  # everything that can fail goes before b"?" (then the client runs cold)
         _setns(netns)
         os.fchdir(cwd)
         conn.sendall(b"?")
         go, stdio = _recv_fds(conn, 1, 3)
-        if go != b"G" or len(stdio) != 3:
-            return  # the client gave up and runs the cold path itself
+        committed = go == b"G" and len(stdio) == 3
+        if not committed:
+            return False  # the client gave up and runs the cold path itself
     except (OSError, ValueError, ConnectionError, ImportError):
-        return
+        return False
+    finally:
+        for fd in fds + ([] if committed else stdio):
+            os.close(fd)
     conn.settimeout(None)
-    _die_with_client(conn)
+    watch = ClientWatch(conn)
     os.umask(umask)
     os.environ.clear()
     os.environ.update(env)
     _take_over_stdio(*stdio)
-    for fd in fds + stdio:
+    for fd in stdio:
         os.close(fd)
     code = _run_main(name)
     _release_stdio()  # the caller's stdout reaches EOF as soon as its launcher exits
+    watch.stop()
     conn.sendall(b"=" + bytes([code]))
+    _release_after_reply()
+    return code == 0
+
+
+def _release_after_reply() -> None:
+    """What the plugin left for after the reply (shared.handoff.released_after_reply), released now."""
+    from . import handoff
+
+    kept = handoff.released_after_reply or []
+    handoff.released_after_reply = []
+    for obj in kept:
+        try:
+            obj.close()
+        except Exception:  # noqa: BLE001 - closing is best effort; the worker's exit closes the rest
+            pass
+
+
+class Baseline:
+    """A worker as it waits for a request. A worker serves another request only if the one before
+    succeeded and it can be put back exactly so: same namespace, working directory, umask,
+    environment, open files and (no) threads, stdio on /dev/null. Anything else and it exits."""
+
+    def __init__(self) -> None:
+        self.netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        self.cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.umask = os.umask(0o022)
+        os.umask(self.umask)
+        self.environ = dict(os.environ)
+        self.fds = self._fds()
+        self.netns_ino = os.fstat(self.netns).st_ino
+
+    @staticmethod
+    def _fds() -> frozenset[str]:
+        return frozenset(os.listdir("/proc/self/fd"))
+
+    @staticmethod
+    def _threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    def restore(self) -> bool:
+        try:
+            _setns(self.netns)
+            os.fchdir(self.cwd)
+        except OSError:
+            return False
+        os.umask(self.umask)
+        os.environ.clear()
+        os.environ.update(self.environ)
+        gc.collect()  # what the request left in cycles (the worker runs with automatic GC off)
+        for _ in range(20):  # a joined thread's task may linger for a moment
+            if self._threads() == 1:
+                break
+            time.sleep(0.0005)
+        fds = self._fds()  # listing opens one fd of its own, in both listings
+        return (fds == self.fds and self._threads() == 1
+                and os.stat("/proc/thread-self/ns/net").st_ino == self.netns_ino)
 
 
 def _peer_uid(conn: socket.socket) -> int:
@@ -278,9 +361,13 @@ def _peer_uid(conn: socket.socket) -> int:
     return int.from_bytes(creds[4:8], sys.byteorder)
 
 
+BUSY, IDLE = b"B", b"I"
+
+
 def _worker(listener: socket.socket, notify: int, names: frozenset[str],
-            hook: Optional[Callable[..., Any]]) -> None:
-    """A pre-forked child: accept one connection, tell the parent, serve it, exit."""
+            hook: Optional[Callable[..., Any]], requests: int = DEFAULT_REQUESTS_PER_WORKER) -> None:
+    """A pre-forked child: accept a connection, tell the parent, serve it; again (at most
+    `requests` times) while every request succeeds and leaves the process as it found it."""
     for sig in (signal.SIGCHLD, signal.SIGINT, signal.SIGHUP, signal.SIGPIPE, signal.SIGTERM):
         signal.signal(sig, signal.SIG_DFL)  # idle: SIGTERM from the parent simply ends us
     gc.disable()  # short-lived: exit frees everything
@@ -288,21 +375,31 @@ def _worker(listener: socket.socket, notify: int, names: frozenset[str],
     from . import handoff, invoke
 
     invoke.in_process = hook
-    handoff.released_after_reply = []  # closed by the kernel at os._exit, after the reply
+    handoff.released_after_reply = []  # released after the reply, or by the kernel at os._exit
+    log = os.fdopen(os.dup(2), "w", buffering=1)  # the server's log: fd 2 becomes each caller's stderr
+    baseline = Baseline()
+    me = os.getpid().to_bytes(4, sys.byteorder)
     try:
-        while True:
-            conn, _ = listener.accept()
-            if _peer_uid(conn) == 0:
+        for served in range(max(1, requests)):
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # idle: the parent may trim us
+            while True:
+                conn, _ = listener.accept()
+                if _peer_uid(conn) == 0:
+                    break
+                conn.close()  # not root: refuse, keep waiting
+            # Busy from here: a stopping server lets us finish. If we die before our b"?" the
+            # client falls back to its cold path, which is safe: nothing has run.
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            os.write(notify, me + BUSY)
+            try:
+                ok = serve_connection(conn, names)
+            finally:
+                conn.close()
+            if not ok or served == requests - 1 or not baseline.restore():
                 break
-            conn.close()  # not root: refuse, keep waiting
-        # Busy from here: a stopping server lets us finish. If we die before our b"?" the
-        # client falls back to its cold path, which is safe: nothing has run.
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        os.write(notify, os.getpid().to_bytes(4, sys.byteorder))
-        listener.close()
-        serve_connection(conn, names)
+            os.write(notify, me + IDLE)
     except BaseException:
-        traceback.print_exc()
+        traceback.print_exc(file=log)
     finally:
         os._exit(0)
 
@@ -319,18 +416,31 @@ class Pool:
     """Keep `size` idle pre-forked workers blocked in accept() on the listening socket.
 
     Forking a process with pyroute2 and jsonschema loaded takes milliseconds; doing it ahead of
-    time takes it off the request's path, while every request still gets a fresh process.
+    time takes it off the request's path. A worker serves up to `requests` requests, one at a
+    time, as long as each succeeds and leaves the worker as it found it (Baseline); so a burst is
+    served by `limit` workers rather than by one fork each, which the CPU would pay for
+    (fork, first-touch copies of the server's pages, exit). `requests` 1 gives every request a
+    fresh process. Requests beyond `limit` wait in the listen backlog; if they wait while no
+    worker has come free for STALL seconds (requests blocked on a lock), one more worker is
+    forked, up to MAX_POOL.
     """
 
-    def __init__(self, listener: socket.socket, size: int) -> None:
+    def __init__(self, listener: socket.socket, size: int, requests: int = DEFAULT_REQUESTS_PER_WORKER,
+                 limit: int | None = None) -> None:
         self.listener = listener
         self.size = max(1, size)
+        self.requests = max(1, requests)
+        if limit is None:
+            limit = max(self.size, 8 * (os.cpu_count() or 1)) if self.requests > 1 else MAX_POOL
+        self.limit = max(self.size, min(limit, MAX_POOL))
         self.names = frozenset(EXECUTABLES)
         self.hook = in_process_delegates()
         self.idle: set[int] = set()
         self.busy: set[int] = set()
         self.notify_r, self.notify_w = os.pipe2(os.O_CLOEXEC)
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.pending = b""
+        self.freed_at = 0.0  # when a worker last became available (spawned or idle again)
 
     def _spawn(self) -> None:
         pid = os.fork()
@@ -341,8 +451,24 @@ class Pool:
             os.close(self.notify_r)
             os.close(self.wake_r)
             os.close(self.wake_w)
-            _worker(self.listener, self.notify_w, self.names, self.hook)
+            _worker(self.listener, self.notify_w, self.names, self.hook, self.requests)
         self.idle.add(pid)
+        self.freed_at = time.monotonic()
+
+    def _notified(self, data: bytes) -> None:
+        """Workers write their pid and B (took a request) or I (ready for another)."""
+        self.pending += data
+        usable = len(self.pending) - len(self.pending) % 5
+        for i in range(0, usable, 5):
+            pid = int.from_bytes(self.pending[i:i + 4], sys.byteorder)
+            if self.pending[i + 4:i + 5] == BUSY:
+                self.idle.discard(pid)
+                self.busy.add(pid)
+            elif pid in self.busy:  # not if it was reaped meanwhile
+                self.busy.discard(pid)
+                self.idle.add(pid)
+                self.freed_at = time.monotonic()
+        self.pending = self.pending[usable:]
 
     def _reap(self) -> None:
         while True:
@@ -362,6 +488,22 @@ class Pool:
             except OSError:
                 pass
 
+    def _waiting(self) -> bool:
+        """Connections wait in the listen backlog."""
+        import select
+
+        return bool(select.select([self.listener], [], [], 0)[0])
+
+    def _fill(self) -> None:
+        try:
+            while len(self.idle) < self.size and len(self.idle) + len(self.busy) < self.limit:
+                self._spawn()
+            if (not self.idle and len(self.busy) < MAX_POOL
+                    and time.monotonic() - self.freed_at >= STALL and self._waiting()):
+                self._spawn()  # every worker is held up (a lock?) while requests wait
+        except OSError as e:
+            _log(f"fork failed: {e}")  # clients fall back to the cold path meanwhile
+
     def run(self, ready: Optional[Callable[[], None]] = None) -> None:
         import select
 
@@ -374,31 +516,26 @@ class Pool:
                 self._spawn()
             if ready:
                 ready()
+            active = time.monotonic()
             while True:
-                readable, _, _ = select.select([self.notify_r, self.wake_r], [], [], 1.0)
-                if not readable:
+                starved = not self.idle and len(self.busy) >= self.limit
+                readable, _, _ = select.select([self.notify_r, self.wake_r], [], [],
+                                               STALL / 2 if starved else 1.0)
+                now = time.monotonic()
+                if readable:
+                    active = now
+                elif now - active >= 1.0:
                     self._trim()  # a quiet second: shrink back after a burst
+                    active = now
                 if self.notify_r in readable:
-                    data = os.read(self.notify_r, 4096)
-                    for i in range(0, len(data) - len(data) % 4, 4):
-                        pid = int.from_bytes(data[i:i + 4], sys.byteorder)
-                        self.idle.discard(pid)
-                        self.busy.add(pid)
+                    self._notified(os.read(self.notify_r, 4096))
                 if self.wake_r in readable:
                     try:
                         os.read(self.wake_r, 4096)
                     except BlockingIOError:
                         pass
                 self._reap()
-                # One new worker for each one taken: a burst queues in the listen backlog and
-                # is served as fast as workers fork (~1 ms each), well within the hand-off
-                # deadline; idle workers beyond that would only be forked to be trimmed.
-                while len(self.idle) < self.size:
-                    try:
-                        self._spawn()
-                    except OSError as e:
-                        _log(f"fork failed: {e}")  # clients fall back to the cold path meanwhile
-                        break
+                self._fill()
         finally:
             for pid in list(self.idle):  # idle workers hold no request; busy ones finish theirs
                 try:
@@ -482,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="do not rehearse ADD/CHECK/DEL in private namespaces at start-up")
     parser.add_argument("--workers", type=int, default=DEFAULT_POOL,
                         help=f"idle pre-forked workers kept ready (default {DEFAULT_POOL})")
+    parser.add_argument("--requests-per-worker", type=int, default=DEFAULT_REQUESTS_PER_WORKER,
+                        help="requests a worker may serve, one after another, while each succeeds and leaves it "
+                             f"as it was (default {DEFAULT_REQUESTS_PER_WORKER}; 1: a fresh process per request)")
     ns = parser.parse_args(args)
     if os.geteuid() != 0:
         _log("must run as root (it configures network namespaces for root callers)")
@@ -507,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
-        Pool(listener, ns.workers).run(ready=lambda: _log(f"ready on {path or 'the activated socket'}"))
+        Pool(listener, ns.workers, ns.requests_per_worker).run(ready=lambda: _log(f"ready on {path or 'the activated socket'}"))
     finally:
         listener.close()
         if path:

@@ -3,7 +3,8 @@
 The installed executables run inside throw-away "host" namespaces (nsenter --net, same mount
 namespace); the server listens on a socket in a tmp dir (PYCNI_SOCKET) inside its own throw-away
 namespace and is always stopped by its fixture. Whether a call was really served warm is read off
-the server's process tree: every served request consumes one pre-forked worker.
+the server's process tree: a worker that serves a request uses CPU (idle workers wait in accept()
+and use none), and taking a worker may make the pool fork a new one.
 """
 from __future__ import annotations
 
@@ -40,10 +41,20 @@ class Server:
         except OSError:
             return set()
 
+    def activity(self) -> dict[str, int]:
+        """CPU nanoseconds each worker's main thread has run (schedstat), by pid."""
+        out = {}
+        for pid in self.workers():
+            try:
+                out[pid] = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+        return out
 
-def start_server(sock: Path, ns: netns.Namespace, workers: int = 2) -> subprocess.Popen:
+
+def start_server(sock: Path, ns: netns.Namespace, workers: int = 2, *extra: str) -> subprocess.Popen:
     proc = subprocess.Popen(["nsenter", f"--net={ns.path}", "--", sys.executable, "-m", "shared.cli", "serve",
-                             "--socket", str(sock), "--workers", str(workers)],
+                             "--socket", str(sock), "--workers", str(workers), *extra],
                             cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while not sock.exists():
@@ -97,12 +108,14 @@ def run(binary: Path, host: netns.Namespace, env: dict[str, str], stdin: bytes) 
     return proc.stdout, proc.returncode, proc.stderr
 
 
-def served(server: Server, before: set[str], timeout: float = 2.0) -> bool:
-    """Did a worker take a request since `before` was read? (It exits when done, and the pool
-    may fork a replacement.)"""
+def served(server: Server, before: dict[str, int], timeout: float = 2.0) -> bool:
+    """Did a worker take a request since `before` (server.activity()) was read? A worker that
+    existed then has run since, or a new one was forked. (A worker the pool trimmed meanwhile
+    only disappears, which says nothing.)"""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.workers() ^ before:
+        now = server.activity()
+        if any(pid not in before or ns > before[pid] for pid, ns in now.items()):
             return True
         time.sleep(0.01)
     return False
@@ -139,7 +152,7 @@ def both(server: Server, plugin_dir: Path, plugin: str, hosts: list[netns.Namesp
                 env.pop(key, None)
             else:
                 env[key] = value
-        before = server.workers()
+        before = server.activity()
         stdout, status, _ = run(plugin_dir / plugin, hosts[i], env, stdin)
         if i == 1:
             assert served(server, before), "the warm call fell back to the cold path"
@@ -449,7 +462,7 @@ def test_socket_activation_end_to_end(plugin_dir, hosts, tmp_path):
         deadline = time.monotonic() + 60
         while len(srv.workers()) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        before = srv.workers()
+        before = srv.activity()
         out, status, _ = _hl_add(plugin_dir, hosts[0], hosts[2], tmp_path, str(sock))
         assert status == 0 and _reservations(tmp_path) == ["10.77.0.2"], out
         assert served(srv, before), "the call was not served by the activated server"
@@ -486,3 +499,58 @@ def test_second_server_on_the_same_socket_refuses(server: Server) -> None:
     assert proc.returncode == 1
     assert "already serving" in proc.stderr
     assert os.stat(server.sock).st_ino == before  # the first server's socket is untouched
+
+
+# --- worker reuse -------------------------------------------------------------------------------
+
+def _settle(srv: Server, count: int, timeout: float = 5.0) -> set[str]:
+    """The workers once the pool is back to `count` idle ones (it trims after a quiet second)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = srv.workers()
+        if len(workers) == count:
+            return workers
+        time.sleep(0.05)
+    return srv.workers()
+
+
+@pytest.mark.parametrize("extra, failing, reused", [
+    ((), False, True),                                  # success: the worker serves again
+    ((), True, False),                                  # a failed request ends its worker
+    (("--requests-per-worker", "1"), False, False),     # a fresh process for every request
+], ids=["success", "failure", "one-per-worker"])
+def test_a_worker_serves_again_only_after_a_clean_success(plugin_dir, hosts, tmp_path, extra, failing, reused):
+    sock = tmp_path / "run" / "pycni.sock"
+    ns = netns.create("pw-reuse")
+    proc = None
+    try:
+        proc = start_server(sock, ns, 1, *extra)
+        srv = Server(proc.pid, str(sock))
+        (only,) = _settle(srv, 1)
+        before = srv.activity()
+        if failing:
+            env = cni_env("ADD", "c1", hosts[2].path, "eth0", "", str(plugin_dir), {"PYCNI_SOCKET": str(sock)})
+            out, status, _ = run(plugin_dir / "host-local", hosts[0], env, b"{not json")
+            assert status == 1 and json.loads(out)["code"] == 6
+        else:
+            out, status, _ = _hl_add(plugin_dir, hosts[0], hosts[2], tmp_path, str(sock))
+            assert status == 0 and _reservations(tmp_path) == ["10.77.0.2"], out
+        assert served(srv, before)
+        time.sleep(0.3)  # the worker puts itself back (or exits) after the reply
+        assert Path(f"/proc/{only}").exists() is reused
+    finally:
+        if proc is not None:
+            stop_server(proc)
+        netns.delete(ns)
+
+
+def test_sequential_requests_share_a_few_workers(server, plugin_dir, hosts, tmp_path):
+    seen: set[str] = set(server.workers())
+    for i in range(8):
+        data = tmp_path / f"d{i}"
+        before = server.activity()
+        out, status, _ = _hl_add(plugin_dir, hosts[0], hosts[2], data, server.sock)
+        assert status == 0 and _reservations(data) == ["10.77.0.2"], out
+        assert served(server, before)
+        seen |= server.workers()
+    assert len(seen) <= 6, seen  # a fresh process per request would have needed 8 more than the pool

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,55 @@ def test_launcher_hand_off_imports_nothing_heavy(tmp_path: Path) -> None:
             assert set(loaded) == {"shared", "shared.handoff"} | extra, out.stdout
     finally:
         s.close()
+
+
+# --- worker reuse: a worker serves another request only if it is back where it started ------------
+
+def _in_child(fn: Any, *args: Any) -> Any:
+    """fn(*args) in a forked child (one thread, like a worker); its return value."""
+    import pickle
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        try:
+            data = pickle.dumps(("ok", fn(*args)))
+        except BaseException as e:  # noqa: BLE001
+            data = pickle.dumps(("err", repr(e)))
+        os.write(w, data)
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        kind, value = pickle.loads(f.read())
+    os.waitpid(pid, 0)
+    assert kind == "ok", value
+    return value
+
+
+def _baseline_after(change: str) -> dict[str, Any]:
+    import threading
+    import time
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    cwd = os.getcwd()
+    base = server.Baseline()
+    os.environ["PYCNI_TEST_LEFTOVER"] = "1"
+    os.chdir("/")
+    os.umask(0o077)
+    if change == "fd":
+        os.open("/dev/null", os.O_RDONLY)
+    elif change == "thread":
+        threading.Thread(target=time.sleep, args=(1,), daemon=True).start()
+    clean = base.restore()
+    now = os.umask(0o022)
+    return {"clean": clean, "env": "PYCNI_TEST_LEFTOVER" in os.environ, "cwd": os.getcwd() == cwd,
+            "umask": now == mask}
+
+
+@pytest.mark.parametrize("change, clean", [("nothing", True), ("fd", False), ("thread", False)])
+def test_baseline_restores_the_worker_or_says_it_cannot(needs_root: None, change: str, clean: bool) -> None:
+    """Environment, working directory and umask are put back; a leaked fd or a thread left running
+    means the worker must not serve again."""
+    assert _in_child(_baseline_after, change) == {"clean": clean, "env": False, "cwd": True, "umask": True}
