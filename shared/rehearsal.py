@@ -1,10 +1,10 @@
 """`pycni serve`'s warm-up: one ADD, CHECK and DEL of each plugin in private network namespaces.
 
 Importing a module is not all a first call pays for: pyroute2 compiles its message maps, sockets
-and event loops are set up, host-local and the firewall take their first code paths. A worker is a
-fresh fork of the server for every request, so whatever the server has never done, every request
-does again. Measured: a bridge ADD forked from a server that rehearsed it costs 4-8 ms less CPU
-than one forked from a server that only imported the plugins (docs/performance.md).
+and event loops are set up, host-local and the firewall take their first code paths. Workers are
+forks of the server, so whatever the server has never done, every new worker does again.
+Measured: a bridge ADD in a worker of a server that rehearsed it costs about 5 ms less CPU than
+in one of a server that only imported the plugins (docs/performance.md).
 
 Everything happens in two namespaces made here with unshare(2) for this thread only (a "host"
 and a "container"), which vanish when the last fd to them is closed; state goes to a temporary

@@ -110,12 +110,12 @@ def run(binary: Path, host: netns.Namespace, env: dict[str, str], stdin: bytes) 
 
 def served(server: Server, before: dict[str, int], timeout: float = 2.0) -> bool:
     """Did a worker take a request since `before` (server.activity()) was read? A worker that
-    existed then has run since, or a new one was forked. (A worker the pool trimmed meanwhile
-    only disappears, which says nothing.)"""
+    existed then has run since, a new one was forked, or one has gone (a failed request ends its
+    worker; a trim after a quiet second would too, which these sequential calls leave no time for)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         now = server.activity()
-        if any(pid not in before or ns > before[pid] for pid, ns in now.items()):
+        if any(pid not in before or ns > before[pid] for pid, ns in now.items()) or set(before) - set(now):
             return True
         time.sleep(0.01)
     return False
