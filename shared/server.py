@@ -318,7 +318,7 @@ def _release_after_reply() -> None:
 class Baseline:
     """A worker as it waits for a request. A worker serves another request only if the one before
     succeeded and it can be put back exactly so: same namespace, working directory, umask,
-    environment, open files and (no) threads, stdio on /dev/null. Anything else and it exits."""
+    environment, open files, no threads or child processes, stdio on /dev/null. Anything else and it exits."""
 
     def __init__(self) -> None:
         self.netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
@@ -337,6 +337,16 @@ class Baseline:
     def _threads() -> int:
         return len(os.listdir("/proc/self/task"))
 
+    @staticmethod
+    def _children() -> str:
+        """Processes the request started and left running (a joined thread's are reparented to us)."""
+        pid = os.getpid()
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                return f.read().strip()
+        except OSError:
+            return "unknown"
+
     def restore(self) -> bool:
         try:
             _setns(self.netns)
@@ -352,7 +362,7 @@ class Baseline:
                 break
             time.sleep(0.0005)
         fds = self._fds()  # listing opens one fd of its own, in both listings
-        return (fds == self.fds and self._threads() == 1
+        return (fds == self.fds and self._threads() == 1 and not self._children()
                 and os.stat("/proc/thread-self/ns/net").st_ino == self.netns_ino)
 
 

@@ -187,14 +187,18 @@ def _baseline_after(change: str) -> dict[str, Any]:
         os.open("/dev/null", os.O_RDONLY)
     elif change == "thread":
         threading.Thread(target=time.sleep, args=(1,), daemon=True).start()
+    elif change == "child":
+        import subprocess
+
+        subprocess.Popen(["sleep", "1"])
     clean = base.restore()
     now = os.umask(0o022)
     return {"clean": clean, "env": "PYCNI_TEST_LEFTOVER" in os.environ, "cwd": os.getcwd() == cwd,
             "umask": now == mask}
 
 
-@pytest.mark.parametrize("change, clean", [("nothing", True), ("fd", False), ("thread", False)])
+@pytest.mark.parametrize("change, clean", [("nothing", True), ("fd", False), ("thread", False), ("child", False)])
 def test_baseline_restores_the_worker_or_says_it_cannot(needs_root: None, change: str, clean: bool) -> None:
-    """Environment, working directory and umask are put back; a leaked fd or a thread left running
-    means the worker must not serve again."""
+    """Environment, working directory and umask are put back; a leaked fd, a thread or a child
+    process left running means the worker must not serve again."""
     assert _in_child(_baseline_after, change) == {"clean": clean, "env": False, "cwd": True, "umask": True}
