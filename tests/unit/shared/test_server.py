@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +175,6 @@ def _in_child(fn: Any, *args: Any) -> Any:
 
 def _baseline_after(change: str) -> dict[str, Any]:
     import threading
-    import time
 
     mask = os.umask(0o022)
     os.umask(mask)
@@ -202,3 +202,60 @@ def test_baseline_restores_the_worker_or_says_it_cannot(needs_root: None, change
     """Environment, working directory and umask are put back; a leaked fd, a thread or a child
     process left running means the worker must not serve again."""
     assert _in_child(_baseline_after, change) == {"clean": clean, "env": False, "cwd": True, "umask": True}
+
+
+# --- the pool's arithmetic (no processes: _spawn and the backlog are stand-ins) ---------------------
+
+class _Pool(server.Pool):
+    def __init__(self, size: int, limit: int, waiting: bool) -> None:
+        a, b = socket.socketpair()
+        self._sockets = (a, b)
+        super().__init__(a, size, requests=32, limit=limit)
+        self.spawned = 0
+        self.waiting_now = waiting
+
+    def _spawn(self) -> None:
+        self.spawned += 1
+        self.idle.add(1000 + self.spawned)
+        self.freed_at = time.monotonic()
+
+    def _waiting(self) -> bool:
+        return self.waiting_now
+
+
+def test_pool_keeps_its_idle_workers_within_the_limit() -> None:
+    pool = _Pool(size=2, limit=4, waiting=True)
+    pool._fill()
+    assert pool.spawned == 2 and len(pool.idle) == 2
+    pool.busy = {1, 2, 3}
+    pool.idle = {4}
+    pool._fill()  # one idle, three busy: at the limit, so no more even though requests wait
+    assert pool.spawned == 2
+
+
+def test_pool_forks_past_the_limit_only_when_requests_stall() -> None:
+    pool = _Pool(size=1, limit=2, waiting=True)
+    pool.busy, pool.idle = {1, 2}, set()
+    pool.freed_at = time.monotonic()
+    pool._fill()
+    assert pool.spawned == 0  # a worker came free just now: wait for the next one
+    pool.freed_at -= server.STALL
+    pool._fill()
+    assert pool.spawned == 1  # nobody came free for STALL seconds while requests wait
+    pool.idle.clear()
+    pool.waiting_now = False
+    pool.freed_at -= server.STALL
+    pool._fill()
+    assert pool.spawned == 1  # nothing waits: nothing to do
+
+
+def test_pool_reads_worker_notices_split_anywhere() -> None:
+    pool = _Pool(size=1, limit=4, waiting=False)
+    pool.idle = {7, 8}
+    me = (7).to_bytes(4, sys.byteorder)
+    pool._notified(me + server.BUSY + (8).to_bytes(4, sys.byteorder)[:2])
+    assert pool.busy == {7} and pool.idle == {8}
+    pool._notified((8).to_bytes(4, sys.byteorder)[2:] + server.BUSY + me + server.IDLE)
+    assert pool.busy == {8} and pool.idle == {7}
+    pool._notified((99).to_bytes(4, sys.byteorder) + server.IDLE)  # reaped already: ignored
+    assert 99 not in pool.idle
