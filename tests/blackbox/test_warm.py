@@ -35,11 +35,27 @@ class Server:
     pid: int
     sock: str
 
-    def workers(self) -> set[str]:
+    def _children(self) -> dict[str, str]:
+        """The server's children: pid -> process name."""
         try:
-            return set(Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split())
+            pids = Path(f"/proc/{self.pid}/task/{self.pid}/children").read_text().split()
         except OSError:
-            return set()
+            return {}
+        out = {}
+        for pid in pids:
+            try:
+                out[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
+            except OSError:
+                continue
+        return out
+
+    def workers(self) -> set[str]:
+        """The server's children but its closer process (shared.server.Closer)."""
+        return {pid for pid, name in self._children().items() if name != "pycni-closer"}
+
+    def closer_named(self) -> bool:
+        """The closer has taken its name (until then it looks like a worker)."""
+        return "pycni-closer" in self._children().values()
 
     def activity(self) -> dict[str, int]:
         """CPU nanoseconds each worker's main thread has run (schedstat), by pid."""
@@ -63,7 +79,8 @@ def start_server(sock: Path, ns: netns.Namespace, workers: int = 2, *extra: str)
             raise RuntimeError(f"pycni serve did not start: {proc.stderr.read().decode() if proc.stderr else ''}")
         time.sleep(0.05)
     deadline = time.monotonic() + 10  # the pool is filled right after the socket appears
-    while len(Server(proc.pid, str(sock)).workers()) < workers and time.monotonic() < deadline:
+    srv = Server(proc.pid, str(sock))
+    while (not srv.closer_named() or len(srv.workers()) < workers) and time.monotonic() < deadline:
         time.sleep(0.02)
     return proc
 

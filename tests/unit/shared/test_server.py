@@ -259,3 +259,42 @@ def test_pool_reads_worker_notices_split_anywhere() -> None:
     assert pool.busy == {8} and pool.idle == {7}
     pool._notified((99).to_bytes(4, sys.byteorder) + server.IDLE)  # reaped already: ignored
     assert 99 not in pool.idle
+
+
+# --- the closer: the last reference to a slow-to-close socket leaves the worker ----------------------
+
+def _hand_over_through_release() -> dict[str, Any]:
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server._closer = mine
+    slow = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    inode = os.fstat(slow.fileno()).st_ino
+    handoff.released_after_reply = [slow]
+    server._release_after_reply()
+    data, fds = server._recv_fds(theirs, 1, 4)
+    received = [os.fstat(fd).st_ino for fd in fds]
+    for fd in fds:
+        os.close(fd)
+    return {"ours_closed": slow.fileno() == -1, "received": received == [inode],
+            "list_reset": handoff.released_after_reply == []}
+
+
+def test_release_after_reply_hands_the_last_reference_to_the_closer() -> None:
+    assert _in_child(_hand_over_through_release) == {"ours_closed": True, "received": True, "list_reset": True}
+
+
+def _closer_closes() -> bool:
+    import select
+
+    closer = server.Closer()
+    r, w = os.pipe()
+    closer.worker_end.sendmsg([b"x"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, w.to_bytes(4, sys.byteorder))])
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], 5)  # EOF once the closer has closed its copy too
+    eof = bool(ready) and os.read(r, 1) == b""
+    os.kill(closer.pid, 9)
+    os.waitpid(closer.pid, 0)
+    return eof
+
+
+def test_the_closer_process_closes_what_it_is_given() -> None:
+    assert _in_child(_closer_closes) is True
