@@ -498,7 +498,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     runs = ns.runs or (15 if ns.quick else 60)
-    rounds = ns.rounds or (2 if ns.quick else 6)
+    rounds = ns.rounds or (2 if ns.quick else 10)
     hl_runs = max(5, runs // 2) if ns.quick else runs
     scales = [int(x) for x in ns.scales.split(",") if x]
     modes = [m for m in MODES if not (ns.no_warm and m == "warm")]
