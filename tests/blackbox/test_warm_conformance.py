@@ -10,48 +10,17 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from tests.blackbox.test_warm import ROOT, start_server, stop_server
 from tests.support import netns
+from tests.support.warm import WorkerMoves
 
 pytestmark = [pytest.mark.root]
 
 SUITES = ("generic", "ipam", "bridge", "stress", "faults")
-
-
-class WorkerSampler(threading.Thread):
-    """Counts requests the server's workers took: a worker joins its caller's network namespace for
-    each request and returns to the server's afterwards (a worker may serve several), so every
-    move out of the server's namespace seen in /proc is one request. Requests shorter than the
-    2 ms sampling interval can be missed, so this is a lower bound."""
-
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid = pid
-        self.home = os.stat(f"/proc/{pid}/ns/net").st_ino
-        self.where: dict[str, int] = {}
-        self.served = 0
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        path = Path(f"/proc/{self.pid}/task/{self.pid}/children")
-        while not self.done.wait(0.002):
-            try:
-                children = path.read_text().split()
-            except OSError:
-                return
-            for child in children:
-                try:
-                    ino = os.stat(f"/proc/{child}/ns/net").st_ino
-                except OSError:
-                    continue
-                if ino != self.home and self.where.get(child, self.home) != ino:
-                    self.served += 1
-                self.where[child] = ino
 
 
 def test_harness_passes_in_warm_mode(plugin_dir: Path, tmp_path: Path, needs_root: None) -> None:
@@ -60,7 +29,7 @@ def test_harness_passes_in_warm_mode(plugin_dir: Path, tmp_path: Path, needs_roo
     proc = None
     try:
         proc = start_server(sock, ns, workers=4)
-        sampler = WorkerSampler(proc.pid)
+        sampler = WorkerMoves(proc.pid)
         sampler.start()
         report = tmp_path / "report.json"
         cmd = [sys.executable, "-m", "shared.cli", "conformance", "--plugin-dir", str(plugin_dir),
@@ -69,14 +38,13 @@ def test_harness_passes_in_warm_mode(plugin_dir: Path, tmp_path: Path, needs_roo
             cmd += ["--suite", suite]
         env = {**os.environ, "PYCNI_SOCKET": str(sock)}
         run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, cwd=str(ROOT))
-        sampler.done.set()
-        sampler.join(5)
+        served = sampler.stop()
         assert report.exists(), run.stdout[-2000:] + run.stderr[-2000:]
         cases = json.loads(report.read_text())["cases"]
         failing = {c["id"]: c["message"] for c in cases if c["status"] == "failed"}
         assert not failing, "\n".join(f"{k}: {v}" for k, v in failing.items())
         assert sum(c["status"] == "passed" for c in cases) >= 50
-        assert sampler.served >= 100, f"only {sampler.served} calls were seen in the server's workers"
+        assert served >= 100, f"only {served} calls were seen in the server's workers"
     finally:
         if proc is not None:
             stop_server(proc)

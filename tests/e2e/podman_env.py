@@ -98,6 +98,9 @@ class Podman:
     subnet_prefix: str  # e.g. "10.231.7" for 10.231.7.0/24
     host: Namespace | None = None
     holder: subprocess.Popen[bytes] | None = None
+    warm: bool = False  # run `pycni serve` in podman's mount namespace and hand the plugins to it
+    server: subprocess.Popen[bytes] | None = None
+    server_ns: Namespace | None = None
     cgroup_parent: str = field(default_factory=lambda: unique("pycni-e2e"))
     lock_fd: int | None = None
     log: list[str] = field(default_factory=list)
@@ -146,6 +149,47 @@ class Podman:
             containers_conf(self.workdir, self.plugin_dir, self.net_dir, self.network))
         self.host = create_netns("pycni-e2eh")
         self._start_holder()
+        if self.warm:
+            self._start_server()
+
+    @property
+    def socket(self) -> Path:
+        return self.workdir / "run" / "pycni.sock"
+
+    def _start_server(self) -> None:
+        """`pycni serve` in the holder's mount namespace (a caller in another one is declined) and in a
+        network namespace of its own."""
+        import sys
+
+        assert self.holder is not None
+        self.server_ns = create_netns("pycni-e2es")
+        self.server = subprocess.Popen(
+            ["nsenter", f"--mount=/proc/{self.holder.pid}/ns/mnt", f"--net={self.server_ns.path}", "--",
+             sys.executable, "-m", "shared.cli", "serve", "--socket", str(self.socket), "--workers", "2"],
+            cwd=str(Path(__file__).resolve().parents[2]), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent)
+        deadline = time.monotonic() + 60
+        while not self.socket.exists():
+            if self.server.poll() is not None or time.monotonic() > deadline:
+                err = self.server.stderr.read() if self.server.stderr else b""
+                raise RuntimeError(f"pycni serve did not start: {err.decode(errors='replace')}")
+            time.sleep(0.05)
+
+    def _stop_server(self) -> list[str]:
+        problems = []
+        if self.server is not None:
+            self.server.terminate()
+            try:
+                self.server.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.server.kill()
+                self.server.wait()
+                problems.append("pycni serve did not stop on SIGTERM")
+            if self.server.stderr:
+                self.server.stderr.close()
+        if self.server_ns is not None:
+            delete_netns(self.server_ns)
+        return problems
 
     def _start_holder(self) -> None:
         self._hold_mountpoint()
@@ -167,6 +211,7 @@ class Podman:
             res = self.podman("rm", "--all", "--force", "--time", "0", check=False, timeout=60)
             if res.returncode != 0:
                 problems.append(f"podman rm --all: {res.stderr.strip()}")
+        problems += self._stop_server()
         if self.holder is not None:
             self.holder.send_signal(signal.SIGKILL)
             self.holder.wait(timeout=10)
@@ -233,7 +278,9 @@ class Podman:
                 "--storage-driver", "vfs", *args]
         env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
                "CONTAINERS_CONF": str(self.workdir / "containers.conf"), "HOME": str(self.workdir),
-               "TMPDIR": str(self.workdir / "tmp")}
+               "TMPDIR": str(self.workdir / "tmp"),
+               # libcni passes its environment on to the plugins
+               "PYCNI_SOCKET": str(self.socket) if self.warm else "off"}
         started = time.perf_counter()
         res = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout, check=False)
         self.log.append(f"podman {' '.join(args)} -> {res.returncode} in {time.perf_counter() - started:.2f}s"

@@ -21,19 +21,19 @@ import pytest
 
 from tests.e2e.podman_env import Podman, build_image_tar, missing_tools
 from tests.support.netns import unique
+from tests.support.warm import WorkerMoves
 
 pytestmark = [pytest.mark.root]
 
 
-@pytest.fixture
-def podman(plugins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+def _podman(plugin_dir: Path, tmp_path_factory: pytest.TempPathFactory, warm: bool) -> Iterator[Podman]:
     if os.geteuid() != 0:
         pytest.skip("podman with the CNI backend needs root (network namespaces, cgroups)")
     missing = missing_tools()
     if missing:
         pytest.skip(f"not installed: {', '.join(missing)} (set-up installs podman runc conmon busybox-static)")
-    pm = Podman(workdir=tmp_path_factory.mktemp("podman"), plugin_dir=plugins,
-                network=unique("pycnie2e"), subnet_prefix=f"10.231.{random.randint(0, 254)}")
+    pm = Podman(workdir=tmp_path_factory.mktemp("podman"), plugin_dir=plugin_dir,
+                network=unique("pycnie2e"), subnet_prefix=f"10.231.{random.randint(0, 254)}", warm=warm)
     try:
         pm.start()
         yield pm
@@ -41,6 +41,16 @@ def podman(plugins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
         problems = pm.stop()
         print("\n".join(pm.log))
         assert not problems, f"clean-up left things behind: {problems}"
+
+
+@pytest.fixture
+def podman(plugins: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    yield from _podman(plugins, tmp_path_factory, warm=False)
+
+
+@pytest.fixture
+def podman_warm(plugin_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    yield from _podman(plugin_dir, tmp_path_factory, warm=True)
 
 
 @dataclass(frozen=True)
@@ -86,7 +96,24 @@ def firewall_dump(pm: Podman) -> str:
 
 
 def test_podman_containers_on_bridge_and_host_local(podman: Podman) -> None:
-    pm = podman
+    _two_containers(podman)
+
+
+def test_podman_with_the_warm_server(podman_warm: Podman) -> None:
+    """The same scenario with `pycni serve` running: every call podman makes is handed over (the
+    server's workers join the callers' namespaces) and the outcome is the same."""
+    assert podman_warm.server is not None
+    moves = WorkerMoves(podman_warm.server.pid)
+    moves.start()
+    try:
+        _two_containers(podman_warm)
+    finally:
+        served = moves.stop()
+    # podman: 2 ADDs (each with host-local in-process), 2 DELs at least
+    assert served >= 4, f"only {served} calls were seen in the server's workers"
+
+
+def _two_containers(pm: Podman) -> None:
     started = time.monotonic()
     pm.import_image(build_image_tar(pm.workdir))
     static_ip = f"{pm.subnet_prefix}.77"
