@@ -166,3 +166,44 @@ def test_port_may_change_mac_only_when_lower_and_unpinned() -> None:
     assert port_may_change_mac("0a:00:00:00:00:05", False, "0a:00:00:00:00:06") is False
     assert port_may_change_mac("0a:00:00:00:00:05", True, "02:00:00:00:00:00") is False
     assert port_may_change_mac("", False, "02:00:00:00:00:00") is True  # unknown: look it up
+
+
+class _Msg:
+    """Just enough of a pyroute2 ifinfmsg for netlink._to_link."""
+
+    def __init__(self, index: int, name: str, msg_type: int = 16) -> None:
+        self.fields = {"index": index, "flags": 0, "header": {"type": msg_type}}
+        self.attrs = {"IFLA_IFNAME": name, "IFLA_ADDRESS": "0a:00:00:00:00:01", "IFLA_MTU": 1500}
+
+    def __getitem__(self, key: str) -> object:
+        return self.fields[key]
+
+    def get(self, key: str, default: object = None) -> object:
+        return self.fields.get(key, default)
+
+    def get_attr(self, name: str) -> object:
+        return self.attrs.get(name)
+
+
+class _FakeIPRoute:
+    def __init__(self, echo: bool) -> None:
+        self.status = {"nlm_echo": False}
+        self.echo = echo
+        self.calls: list[str] = []
+
+    def link(self, command: str, **kwargs: object) -> list[_Msg]:
+        self.calls.append(command)
+        if command == "add":
+            assert self.status["nlm_echo"] is True  # asked for, only around the create
+            return [_Msg(7, str(kwargs["ifname"]))] if self.echo else [_Msg(0, "", msg_type=2)]
+        return [_Msg(7, str(kwargs["ifname"]))]
+
+
+@pytest.mark.parametrize("echo, calls", [(True, ["add"]), (False, ["add", "get"])], ids=["echoed", "older kernel"])
+def test_create_veth_uses_the_echo_or_looks_the_link_up(echo: bool, calls: list[str]) -> None:
+    from bridge_plugin import netlink as nl
+
+    ipr = _FakeIPRoute(echo)
+    link = nl.create_veth(ipr, 99, "eth0", 0, "")
+    assert link.index == 7 and link.name.startswith("veth") and ipr.calls == calls
+    assert ipr.status["nlm_echo"] is False  # switched off again
