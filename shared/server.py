@@ -1,13 +1,15 @@
 """`pycni serve`: keep the plugins and their libraries loaded; run each handed-over invocation.
 
 The installed `bridge` and `host-local` executables connect to a root-only unix socket
-(shared/handoff.py has the client and the handshake). Every connection is served by its own child
-process that joins the caller's network namespace and working directory, takes over the caller's stdin,
-stdout and stderr, and calls the plugin's own `main()` with the caller's environment: the bytes
-and the exit status are the ones the cold path would have produced, and a crash or a leak in one
-request dies with its child. The children are forked ahead of time and wait in accept(); each
-checks SO_PEERCRED (uid 0 only), serves one connection and exits; the parent only keeps the pool
-full.
+(shared/handoff.py has the client and the handshake). A connection is served by a worker, a child
+process that joins the caller's network namespace and working directory, takes over the caller's
+stdin, stdout and stderr, and calls the plugin's own `main()` with the caller's environment: the
+bytes and the exit status are the ones the cold path would have produced. Workers are forked
+ahead of time from a server that has imported and rehearsed the plugins (shared/rehearsal.py) and
+wait in accept(); each checks SO_PEERCRED (uid 0 only). A worker serves another request only if
+the last one succeeded and left it exactly as it was (Baseline); a failure, a crash or a leak ends
+it. The parent only keeps the pool at size; a small closer process takes over sockets whose last
+close would keep a worker waiting.
 
 Socket activation: with LISTEN_PID/LISTEN_FDS set by systemd the first passed fd is used.
 """
