@@ -19,18 +19,10 @@ import shutil
 import tempfile
 from typing import Callable
 
-CLONE_NEWNET = 0x40000000
+from .server import CLONE_NEWNET, _libc_call
+
 NETWORK = "pycni-rehearsal"
 SUBNET = "10.255.255.0/29"
-
-
-def _libc_call(name: str, *args: int) -> None:
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if getattr(libc, name)(*args) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), name)
 
 
 def _own_netns() -> int:

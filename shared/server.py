@@ -140,13 +140,18 @@ def in_process_delegates() -> InProcess:
 
 # --- one request, in a forked child -----------------------------------------------------------
 
-def _setns(fd: int) -> None:
+def _libc_call(name: str, *args: int) -> None:
+    """A libc call Python 3.11's os module lacks (setns, unshare, prctl); OSError on failure."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
+    if getattr(libc, name)(*args) != 0:
         err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), "setns")
+        raise OSError(err, os.strerror(err), name)
+
+
+def _setns(fd: int) -> None:
+    _libc_call("setns", fd, CLONE_NEWNET)
 
 
 def _recv_fds(conn: socket.socket, size: int, max_fds: int) -> tuple[bytes, list[int]]:
@@ -475,10 +480,8 @@ def _worker(listener: socket.socket, notify: int, names: frozenset[str],
 
 def _die_with_parent() -> None:
     """An idle worker must not outlive a killed server (it would hold the socket open)."""
-    import ctypes
-
     PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _libc_call("prctl", PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Pool:
