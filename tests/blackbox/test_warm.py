@@ -25,6 +25,7 @@ import pytest
 
 from tests.support import netns
 from tests.support.plugin import cni_env
+from tests.support.warm import stop_server
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.root
@@ -83,18 +84,6 @@ def start_server(sock: Path, ns: netns.Namespace, workers: int = 2, *extra: str)
     while (not srv.closer_named() or len(srv.workers()) < workers) and time.monotonic() < deadline:
         time.sleep(0.02)
     return proc
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stderr:
-        proc.stderr.close()
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.netns import Namespace, create as create_netns, delete as delete_netns, unique
+from tests.support.warm import stop_server
 
 IMAGE = "localhost/pycni-busybox:latest"
 APPLETS = ("sh", "ip", "ping", "cat", "sleep", "nc", "ls", "echo")
@@ -177,16 +178,8 @@ class Podman:
 
     def _stop_server(self) -> list[str]:
         problems = []
-        if self.server is not None:
-            self.server.terminate()
-            try:
-                self.server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait()
-                problems.append("pycni serve did not stop on SIGTERM")
-            if self.server.stderr:
-                self.server.stderr.close()
+        if self.server is not None and not stop_server(self.server):
+            problems.append("pycni serve did not stop on SIGTERM")
         if self.server_ns is not None:
             delete_netns(self.server_ns)
         return problems

@@ -2,8 +2,26 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import threading
 from pathlib import Path
+
+
+def stop_server(proc: subprocess.Popen) -> bool:
+    """SIGTERM a `pycni serve`, SIGKILL it after 10 s; whether SIGTERM was enough."""
+    clean = True
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            clean = False
+    if proc.stderr:
+        proc.stderr.close()
+    return clean
 
 
 class WorkerMoves(threading.Thread):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support import netns
+from tests.support.warm import stop_server
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -87,7 +88,4 @@ def test_server_reports_a_clean_rehearsal_before_it_is_ready(needs_root: None, t
             links = ns.ip("-o", "link", "show").stdout.splitlines()
             assert len(links) == 1 and ": lo:" in links[0], links  # the rehearsal's links were elsewhere
         finally:
-            proc.terminate()
-            proc.wait(10)
-            if proc.stderr:
-                proc.stderr.close()
+            stop_server(proc)
